@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# A pinned, single-node Apache Kafka broker (KRaft, combined broker+controller,
+# 127.0.0.1 only) for local use and tests. No Docker: the broker's jars are
+# resolved by Maven from ./pom.xml into ./cache and run with the local Java.
+#
+#   kafka.sh fetch                          resolve the jars (idempotent)
+#   kafka.sh start [--port N] [--dir D]     format storage, start, wait, print bootstrap address
+#                  [--controller-port N]    controller listener port (default: a free port)
+#                  [--owner-pid PID]        stop the broker (and delete D) once PID has exited
+#                  [--no-fetch]             fail instead of fetching when the jars are missing
+#                  [--heap SIZE]            JVM heap (default 512m)
+#   kafka.sh stop [--dir D] [--purge]       stop the broker started in D (by its pid); --purge deletes D
+#   kafka.sh status [--dir D]               exit 0 and print the address when the broker in D answers
+#
+# Only the bootstrap address goes to stdout; everything else goes to stderr.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache="$here/cache"
+lib="$cache/lib"
+marker="$cache/complete"
+default_dir="$here/run/default"
+
+die() {
+    echo "kafka.sh: $*" >&2
+    exit 1
+}
+say() { echo "kafka.sh: $*" >&2; }
+
+java_bin() {
+    if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+        echo "$JAVA_HOME/bin/java"
+    elif command -v java >/dev/null 2>&1; then
+        command -v java
+    else
+        return 1
+    fi
+}
+
+require_java() {
+    local java version major
+    java=$(java_bin) || die "Java 17 or newer is required but 'java' was not found (install a JDK 17+, e.g. Debian's openjdk-17-jre-headless, or set JAVA_HOME)."
+    version=$("$java" -version 2>&1 | awk -F'"' '/version/ { print $2; exit }')
+    major=${version%%.*}
+    [[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] ||
+        die "Java 17 or newer is required, found '$version' at $java (install a JDK 17+ or set JAVA_HOME)."
+    echo "$java"
+}
+
+# The cache is complete when its marker names the current pom.xml's checksum.
+pom_sum() { sha256sum "$here/pom.xml" | cut -d' ' -f1; }
+cache_complete() { [[ -f "$marker" && "$(cat "$marker")" == "$(pom_sum)" ]] && compgen -G "$lib/kafka_2.13-*.jar" >/dev/null; }
+
+cmd_fetch() {
+    if cache_complete; then
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 ||
+        die "Maven is required to fetch the Kafka broker's jars but 'mvn' was not found (install Debian's maven package)."
+    require_java >/dev/null
+    say "fetching the Kafka broker's jars with Maven into $cache ..."
+    local staging="$cache/lib.tmp.$$"
+    rm -rf "$staging"
+    mkdir -p "$cache"
+    if ! mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$staging" >"$cache/fetch.log" 2>&1; then
+        rm -rf "$staging"
+        tail -n 20 "$cache/fetch.log" >&2
+        die "mvn could not resolve the Kafka broker's jars (full log: $cache/fetch.log)."
+    fi
+    rm -rf "$lib"
+    mv "$staging" "$lib"
+    pom_sum >"$marker"
+    say "fetched $(ls "$lib" | wc -l) jars."
+}
+
+free_port() {
+    local port
+    for _ in $(seq 1 50); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    die "could not find a free port."
+}
+
+# Sends a Metadata v4 request (all topics) and prints the number of brokers in
+# the answer; fails when nothing answers. Kafka 4 no longer serves v0-v3.
+metadata_brokers() {
+    local port=$1 bytes
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+    # size=23 | api_key=3 | api_version=4 | correlation_id=1 | client_id="kafka.sh" | topics=null | allow_auto_topic_creation=false
+    printf '\x00\x00\x00\x17\x00\x03\x00\x04\x00\x00\x00\x01\x00\x08kafka.sh\xff\xff\xff\xff\x00' >&3
+    # size(4) correlation_id(4) throttle_time_ms(4) brokers.count(4)
+    bytes=$(timeout 5 head -c 16 <&3 | od -An -v -tu1 | tr -s ' \n' ' ')
+    exec 3>&- 3<&-
+    read -r -a b <<<"$bytes"
+    [[ ${#b[@]} -eq 16 && ${b[7]} -eq 1 ]] || return 1
+    echo $(((b[12] << 24) | (b[13] << 16) | (b[14] << 8) | b[15]))
+}
+
+broker_pid() {
+    # Prints the pid recorded in DIR when that process is alive and is the
+    # broker started with DIR's config (guards against a reused pid).
+    local dir=$1 pid
+    [[ -f "$dir/broker.pid" ]] || return 1
+    pid=$(cat "$dir/broker.pid")
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$dir/server.properties" || return 1
+    echo "$pid"
+}
+
+cmd_start() {
+    local port=9092 dir=$default_dir cport="" owner="" fetch=1 heap=512m
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+        --port) port=${2:?--port needs a value}; shift 2 ;;
+        --dir) dir=${2:?--dir needs a value}; shift 2 ;;
+        --controller-port) cport=${2:?--controller-port needs a value}; shift 2 ;;
+        --owner-pid) owner=${2:?--owner-pid needs a value}; shift 2 ;;
+        --heap) heap=${2:?--heap needs a value}; shift 2 ;;
+        --no-fetch) fetch=0; shift ;;
+        *) die "start: unknown argument '$1' (see the usage at the top of $0)." ;;
+        esac
+    done
+    [[ "$port" =~ ^[0-9]+$ && "$port" -ge 1 && "$port" -le 65535 ]] || die "start: --port must be a TCP port, got '$port'."
+    local java
+    java=$(require_java)
+    if ! cache_complete; then
+        [[ $fetch -eq 1 ]] || die "the Kafka broker's jars are not fetched: run deploy/kafka/kafka.sh fetch (or the README's test command)."
+        cmd_fetch
+    fi
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if pid=$(broker_pid "$dir"); then
+        die "a broker started in $dir is already running (pid $pid); stop it first."
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port on 127.0.0.1 is already in use."
+    fi
+    [[ -n "$cport" ]] || cport=$(free_port)
+
+    cat >"$dir/server.properties" <<EOF
+# Single-node KRaft broker for local use and tests (written by kafka.sh).
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# One member joining an empty group need not wait for others.
+group.initial.rebalance.delay.ms=0
+EOF
+    cat >"$dir/log4j2.properties" <<'EOF'
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.state.name = state.change.logger
+logger.state.level = warn
+EOF
+
+    # Format once; a restart on the same directory keeps its data.
+    if [[ ! -f "$dir/data/meta.properties" ]]; then
+        local cluster_id
+        cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+        "$java" -Xmx256m -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$lib/*" \
+            kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" \
+            >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "formatting KRaft storage in $dir/data failed."; }
+    fi
+
+    # setsid: the broker outlives this script and ignores the caller's Ctrl-C;
+    # it is stopped by pid through `kafka.sh stop`.
+    setsid "$java" -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.properties" \
+        -cp "$lib/*" kafka.Kafka "$dir/server.properties" \
+        >"$dir/broker.log" 2>&1 </dev/null &
+    local pid=$!
+    echo "$pid" >"$dir/broker.pid"
+
+    local deadline=$((SECONDS + 90)) brokers
+    until brokers=$(metadata_brokers "$port" 2>/dev/null) && [[ "$brokers" -ge 1 ]]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$dir/broker.log" >&2
+            rm -f "$dir/broker.pid"
+            die "the broker exited during start-up (log: $dir/broker.log)."
+        fi
+        if ((SECONDS > deadline)); then
+            tail -n 30 "$dir/broker.log" >&2
+            cmd_stop --dir "$dir"
+            die "the broker did not answer a metadata request within 90 s (log: $dir/broker.log)."
+        fi
+        sleep 0.2
+    done
+
+    if [[ -n "$owner" ]]; then
+        # A watchdog that stops the broker (and deletes its directory) once the
+        # owning process is gone, however it ended. Detached from our stdio so a
+        # caller reading our output sees it close.
+        setsid bash -c '
+            while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
+            exec "$3" stop --dir "$4" --purge
+        ' watchdog "$owner" "$pid" "$0" "$dir" >/dev/null 2>&1 </dev/null &
+    fi
+    say "broker pid $pid is up on 127.0.0.1:$port (dir $dir)."
+    echo "127.0.0.1:$port"
+}
+
+cmd_stop() {
+    local dir=$default_dir purge=0
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+        --dir) dir=${2:?--dir needs a value}; shift 2 ;;
+        --purge) purge=1; shift ;;
+        *) die "stop: unknown argument '$1'." ;;
+        esac
+    done
+    [[ -d "$dir" ]] || { say "nothing to stop: $dir does not exist."; return 0; }
+    dir=$(cd "$dir" && pwd)
+    local pid
+    if pid=$(broker_pid "$dir"); then
+        kill -TERM "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + 30))
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+        if kill -0 "$pid" 2>/dev/null; then
+            say "broker pid $pid did not stop within 30 s; killing it."
+            kill -KILL "$pid" 2>/dev/null || true
+            while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        fi
+        say "stopped broker pid $pid."
+    fi
+    rm -f "$dir/broker.pid"
+    if [[ $purge -eq 1 ]]; then
+        rm -rf "$dir"
+    fi
+}
+
+cmd_status() {
+    local dir=$default_dir
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+        --dir) dir=${2:?--dir needs a value}; shift 2 ;;
+        *) die "status: unknown argument '$1'." ;;
+        esac
+    done
+    [[ -f "$dir/server.properties" ]] || die "no broker was started in $dir."
+    broker_pid "$dir" >/dev/null || die "the broker in $dir is not running."
+    local port
+    port=$(sed -n 's|^listeners=PLAINTEXT://127.0.0.1:\([0-9]*\),.*|\1|p' "$dir/server.properties")
+    metadata_brokers "$port" >/dev/null 2>&1 || die "the broker in $dir does not answer on port $port."
+    echo "127.0.0.1:$port"
+}
+
+case ${1:-} in
+fetch) shift; cmd_fetch "$@" ;;
+start) shift; cmd_start "$@" ;;
+stop) shift; cmd_stop "$@" ;;
+status) shift; cmd_status "$@" ;;
+*)
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,1 @@
+//! A Kafka-Streams-style stream-processing library: typed topologies on Apache Kafka.

@@ -1,0 +1,3 @@
+//! `coffee`: the coffee-ordering system's services in one binary.
+
+fn main() {}

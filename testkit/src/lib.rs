@@ -1,0 +1,193 @@
+//! Test support: a real Apache Kafka broker for the tests of every crate.
+//!
+//! [`kafka()`] starts one single-node KRaft broker per test process, on a free
+//! port, through the project's own `deploy/kafka/kafka.sh`, and hands it to
+//! every test in that process. The broker is stopped, and its data directory
+//! deleted, once the test process has exited — however it exited — by a
+//! watchdog the script leaves behind.
+//!
+//! Tests never share names: [`unique_name`] gives each topic and group a name
+//! no other test (in this process or another) uses, and [`Kafka::create_topic`]
+//! creates a topic with the partition count a test asks for (auto-creation is
+//! off on the test broker, as it should be in production).
+//!
+//! When Java, Maven or the broker's jars are missing, [`kafka()`] panics with
+//! one line telling what to run. Tests never skip silently and never pass
+//! without a broker.
+//!
+//! Set `KAFKA_TEST_BOOTSTRAP=host:port` to run the tests against a broker you
+//! started yourself (it must have auto topic creation off and allow
+//! replication factor 1).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let kafka = testkit::kafka();
+//! let topic = testkit::unique_name("orders");
+//! kafka.create_topic(&topic, 6).await;
+//! let producer: rdkafka::producer::FutureProducer = kafka.client_config().create().unwrap();
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+/// Environment variable naming an already running broker to test against.
+pub const BOOTSTRAP_ENV: &str = "KAFKA_TEST_BOOTSTRAP";
+
+/// A running Kafka broker that tests can use.
+#[derive(Debug)]
+pub struct Kafka {
+    bootstrap: String,
+    /// The broker's directory when this process started it.
+    dir: Option<PathBuf>,
+}
+
+static KAFKA: OnceLock<Kafka> = OnceLock::new();
+
+/// The test process's broker, started on first use.
+///
+/// # Panics
+///
+/// Panics with one line saying what to run when no broker can be started
+/// (Java or the broker's jars missing, or the broker failing to start).
+pub fn kafka() -> &'static Kafka {
+    KAFKA.get_or_init(|| match Kafka::start() {
+        Ok(kafka) => kafka,
+        Err(message) => panic!("{message}"),
+    })
+}
+
+impl Kafka {
+    fn start() -> Result<Self, String> {
+        if let Ok(bootstrap) = std::env::var(BOOTSTRAP_ENV)
+            && !bootstrap.trim().is_empty()
+        {
+            return Ok(Self {
+                bootstrap,
+                dir: None,
+            });
+        }
+        let script = script_path();
+        let dir = std::env::temp_dir().join(format!("testkit-kafka-{}", std::process::id()));
+        let port = free_port()?;
+        let output = Command::new("bash")
+            .arg(&script)
+            .args(["start", "--no-fetch", "--port", &port.to_string()])
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--owner-pid", &std::process::id().to_string()])
+            .output()
+            .map_err(|error| format!("cannot run {}: {error}", script.display()))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            // The script's last line says what went wrong and what to run.
+            let reason = stderr
+                .lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("");
+            return Err(format!(
+                "no Kafka broker for the tests: {reason} \
+                 (the README's test command, scripts/test.sh, provisions everything)"
+            ));
+        }
+        let bootstrap = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Ok(Self {
+            bootstrap,
+            dir: Some(dir),
+        })
+    }
+
+    /// The broker's bootstrap address, `host:port`.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The broker's data and log directory, when this process started it.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// A client config pointing at the broker, to add producer or consumer settings to.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    /// Creates `topic` with `partitions` partitions (replication factor 1) and
+    /// waits until the broker reports it.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the topic cannot be created.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        self.create_topic_with(topic, partitions, &[]).await;
+    }
+
+    /// Creates `topic` with `partitions` partitions and topic-level configs
+    /// such as `("cleanup.policy", "compact")`.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the topic cannot be created.
+    pub async fn create_topic_with(&self, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config()
+            .create()
+            .unwrap_or_else(|error| panic!("admin client: {error}"));
+        let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        for (key, value) in configs {
+            new_topic = new_topic.set(key, value);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics([&new_topic], &options)
+            .await
+            .unwrap_or_else(|error| panic!("creating topic {topic}: {error}"));
+        for result in results {
+            if let Err((name, code)) = result {
+                panic!("creating topic {name}: {code}");
+            }
+        }
+    }
+}
+
+/// A name no other test uses: `prefix` followed by this process's id, a
+/// counter and the time, so names never repeat across processes or runs.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{n}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    )
+}
+
+/// The project's broker script.
+pub fn script_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kafka/kafka.sh")
+}
+
+fn free_port() -> Result<u16, String> {
+    // The port is released before the broker binds it; another process could
+    // take it in between, in which case the script fails with "port in use".
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|error| format!("no free port for the test broker: {error}"))
+}
