@@ -1,0 +1,395 @@
+//! The typed DSL: [`StreamsBuilder`] and [`Stream`].
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::error::{EngineError, ErrorClass, Result};
+use crate::policy::ErrorPolicy;
+use crate::processor::{Built, Ctx, Emitter, SourceFn, share_downstream};
+use crate::record::{Data, Record};
+use crate::serdes::Serde;
+use crate::topology::{Factory, Node, NodeId, NodeKind, TaskEnv, TopicName, Topology};
+
+/// Builds a [`Topology`] from typed streams.
+///
+/// ```
+/// use engine::serdes::Utf8;
+/// use engine::StreamsBuilder;
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream("words", Utf8, Utf8)
+///     .map_values(|word: String| word.to_uppercase())
+///     .to("shouted", Utf8, Utf8);
+/// let topology = builder.build().unwrap();
+/// assert_eq!(topology.external_source_topics(), ["words"]);
+/// ```
+#[derive(Clone, Default)]
+pub struct StreamsBuilder {
+    graph: Rc<RefCell<Graph>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Graph {
+    nodes: Vec<Node>,
+    names: HashSet<String>,
+    counters: HashMap<&'static str, usize>,
+    errors: Vec<String>,
+    default_policy: ErrorPolicy,
+    dead_letter_topic: Option<String>,
+}
+
+impl Graph {
+    pub(crate) fn record_error(&mut self, error: String) {
+        self.errors.push(error);
+    }
+
+    fn auto_name(&mut self, operator: &'static str) -> String {
+        loop {
+            let counter = self.counters.entry(operator).or_insert(0);
+            *counter += 1;
+            let name = format!("{operator}-{counter}");
+            if !self.names.contains(&name) {
+                return name;
+            }
+        }
+    }
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A stream of the records of `topic`, decoded with the given serdes.
+    /// Its source node is named `<topic>-source` unless renamed with
+    /// [`Stream::name`].
+    pub fn stream<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Stream<K, V> {
+        self.source(
+            vec![TopicName::External(topic.to_owned())],
+            key_serde,
+            value_serde,
+        )
+    }
+
+    /// A stream of the records of several topics with the same types. They
+    /// must have the same partition count (they share tasks).
+    pub fn streams<K: Data, V: Data>(
+        &self,
+        topics: &[&str],
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Stream<K, V> {
+        let topics = topics
+            .iter()
+            .map(|t| TopicName::External((*t).to_owned()))
+            .collect();
+        self.source(topics, key_serde, value_serde)
+    }
+
+    pub(crate) fn from_graph(graph: Rc<RefCell<Graph>>) -> Self {
+        Self { graph }
+    }
+
+    /// The policy for failing records, for every operator that sets none
+    /// of its own. Default: [`ErrorPolicy::DeadLetter`].
+    pub fn default_error_policy(&self, policy: ErrorPolicy) -> &Self {
+        self.graph.borrow_mut().default_policy = policy;
+        self
+    }
+
+    /// Where dead letters go. Default: `<application-id>-dead-letters`.
+    pub fn dead_letter_topic(&self, topic: &str) -> &Self {
+        self.graph.borrow_mut().dead_letter_topic = Some(topic.to_owned());
+        self
+    }
+
+    /// Checks and freezes the topology.
+    pub fn build(self) -> Result<Topology> {
+        let mut graph = std::mem::take(&mut *self.graph.borrow_mut());
+        if !graph.errors.is_empty() {
+            return Err(EngineError::Topology(graph.errors.join("; ")));
+        }
+        if let Some(topic) = &graph.dead_letter_topic {
+            validate_topic_name(topic).map_err(EngineError::Topology)?;
+        }
+        Topology::new(
+            std::mem::take(&mut graph.nodes),
+            graph.default_policy,
+            graph.dead_letter_topic,
+        )
+    }
+
+    pub(crate) fn source<K: Data, V: Data>(
+        &self,
+        topics: Vec<TopicName>,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Stream<K, V> {
+        let mut graph = self.graph.borrow_mut();
+        for topic in &topics {
+            if let TopicName::External(name) = topic
+                && let Err(error) = validate_topic_name(name)
+            {
+                graph.errors.push(error);
+            }
+        }
+        let name = match topics.as_slice() {
+            [TopicName::External(topic)] => format!("{topic}-source"),
+            [TopicName::Repartition(name)] => format!("{name}-repartition-source"),
+            _ => graph.auto_name("source"),
+        };
+        let kind = NodeKind::Source {
+            topics,
+            key_format: key_serde.format(),
+            value_format: value_serde.format(),
+        };
+        let id = graph.nodes.len();
+        let (key_serde, value_serde) = (Arc::new(key_serde), Arc::new(value_serde));
+        let factory: Factory = Arc::new(move |children, _env: &TaskEnv| {
+            let mut out = Emitter::<K, V>::from_built(children)?;
+            let (key_serde, value_serde) = (Arc::clone(&key_serde), Arc::clone(&value_serde));
+            let source: SourceFn = Box::new(move |raw, ctx: &mut Ctx| {
+                ctx.current = id;
+                let key = match key_serde.deserialize(raw.key.unwrap_or_default()) {
+                    Ok(key) => key,
+                    Err(error) => {
+                        return ctx.fail(id, ErrorClass::Deserialization, format!("key: {error}"));
+                    }
+                };
+                let value = match value_serde.deserialize(raw.value.unwrap_or_default()) {
+                    Ok(value) => value,
+                    Err(error) => {
+                        return ctx.fail(
+                            id,
+                            ErrorClass::Deserialization,
+                            format!("value: {error}"),
+                        );
+                    }
+                };
+                out.emit(
+                    Record {
+                        key,
+                        value,
+                        timestamp: raw.timestamp,
+                    },
+                    ctx,
+                );
+            });
+            Ok(Box::new(source) as Built)
+        });
+        let name = unique(&mut graph, name);
+        graph.nodes.push(Node {
+            name,
+            kind,
+            parents: Vec::new(),
+            tag: None,
+            factory,
+            share: None,
+            policy: None,
+        });
+        Stream::new(Rc::clone(&self.graph), id)
+    }
+}
+
+fn unique(graph: &mut Graph, name: String) -> String {
+    if !graph.names.insert(name.clone()) {
+        graph.errors.push(format!(
+            "two nodes are named {name:?}; names must be unique"
+        ));
+    }
+    name
+}
+
+/// Checks a topic name the way Kafka does.
+pub(crate) fn validate_topic_name(topic: &str) -> std::result::Result<(), String> {
+    if topic.is_empty() || topic == "." || topic == ".." {
+        return Err(format!("{topic:?} is not a valid topic name"));
+    }
+    if topic.len() > 249 {
+        return Err(format!(
+            "topic name {topic:?} is longer than 249 characters"
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {topic:?} has {c:?}; use ASCII letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A typed stream of records with keys `K` and values `V`.
+///
+/// Operators consume the stream and return a new one; to feed one stream
+/// into several operators, `clone` it (records are then cloned per branch).
+pub struct Stream<K, V> {
+    pub(crate) graph: Rc<RefCell<Graph>>,
+    pub(crate) node: NodeId,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for Stream<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            graph: Rc::clone(&self.graph),
+            node: self.node,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: Data, V: Data> Stream<K, V> {
+    pub(crate) fn new(graph: Rc<RefCell<Graph>>, node: NodeId) -> Self {
+        Self {
+            graph,
+            node,
+            _types: PhantomData,
+        }
+    }
+
+    /// Renames the operator that produces this stream. Names show in
+    /// descriptions, logs, metrics and dead-letter headers, and pick out an
+    /// operator for [`Stream::on_error`].
+    pub fn name(self, name: &str) -> Self {
+        {
+            let mut graph = self.graph.borrow_mut();
+            let old = std::mem::take(&mut graph.nodes[self.node].name);
+            graph.names.remove(&old);
+            let name = unique(&mut graph, name.to_owned());
+            graph.nodes[self.node].name = name;
+        }
+        self
+    }
+
+    /// Sets the error policy of the operator that produces this stream.
+    pub fn on_error(self, policy: ErrorPolicy) -> Self {
+        self.graph.borrow_mut().nodes[self.node].policy = Some(policy);
+        self
+    }
+
+    /// Adds a node reading this stream. `make` builds the node's instance
+    /// for a task from its node id, its children and the task's
+    /// environment, and returns the typed entry point for records `(K, V)`.
+    pub(crate) fn add<K2: Data, V2: Data>(
+        &self,
+        operator: &'static str,
+        parents: Vec<NodeId>,
+        tag: Option<usize>,
+        make: impl Fn(NodeId, Vec<(Option<usize>, Built)>, &TaskEnv) -> Result<Built>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Stream<K2, V2> {
+        let id = {
+            let mut graph = self.graph.borrow_mut();
+            let id = graph.nodes.len();
+            let name = graph.auto_name(operator);
+            let name = unique(&mut graph, name);
+            let factory: Factory = Arc::new(move |children, env| make(id, children, env));
+            graph.nodes.push(Node {
+                name,
+                kind: NodeKind::Processor { operator },
+                parents,
+                tag,
+                factory,
+                share: Some(share_downstream::<K, V>),
+                policy: None,
+            });
+            id
+        };
+        Stream::new(Rc::clone(&self.graph), id)
+    }
+
+    /// Adds a one-input operator whose records are `(K, V)`.
+    pub(crate) fn then<K2: Data, V2: Data>(
+        &self,
+        operator: &'static str,
+        make: impl Fn(NodeId, Vec<(Option<usize>, Built)>, &TaskEnv) -> Result<Built>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Stream<K2, V2> {
+        self.add(operator, vec![self.node], None, make)
+    }
+
+    /// Adds a sink node writing this stream to `topic`.
+    pub(crate) fn sink(
+        &self,
+        topic: TopicName,
+        partitions: Option<i32>,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> NodeId {
+        let mut graph = self.graph.borrow_mut();
+        if let TopicName::External(name) = &topic
+            && let Err(error) = validate_topic_name(name)
+        {
+            graph.errors.push(error);
+        }
+        let name = match &topic {
+            TopicName::External(topic) => format!("{topic}-sink"),
+            TopicName::Repartition(name) => format!("{name}-repartition-sink"),
+        };
+        let name = if graph.names.contains(&name) {
+            graph.auto_name("sink")
+        } else {
+            name
+        };
+        let name = unique(&mut graph, name);
+        let id = graph.nodes.len();
+        let kind = NodeKind::Sink {
+            topic: topic.clone(),
+            partitions,
+            key_format: key_serde.format(),
+            value_format: value_serde.format(),
+        };
+        let (key_serde, value_serde) = (Arc::new(key_serde), Arc::new(value_serde));
+        let factory: Factory = Arc::new(move |_children, env: &TaskEnv| {
+            let topic: Arc<str> = topic.resolve(&env.application_id).into();
+            let (key_serde, value_serde) = (Arc::clone(&key_serde), Arc::clone(&value_serde));
+            let sink: crate::processor::Downstream<K, V> =
+                Box::new(move |record, ctx: &mut Ctx| {
+                    ctx.current = id;
+                    let mut key = Vec::new();
+                    if let Err(error) = key_serde.serialize_into(&record.key, &mut key) {
+                        return ctx.fail(id, ErrorClass::Serialization, format!("key: {error}"));
+                    }
+                    let mut value = Vec::new();
+                    if let Err(error) = value_serde.serialize_into(&record.value, &mut value) {
+                        return ctx.fail(id, ErrorClass::Serialization, format!("value: {error}"));
+                    }
+                    ctx.outputs.push(crate::record::OutputRecord {
+                        topic: Arc::clone(&topic),
+                        key: Some(key),
+                        value: Some(value),
+                        timestamp: record.timestamp,
+                        headers: Vec::new(),
+                    });
+                });
+            Ok(crate::processor::built(sink))
+        });
+        graph.nodes.push(Node {
+            name,
+            kind,
+            parents: vec![self.node],
+            tag: None,
+            factory,
+            share: Some(share_downstream::<K, V>),
+            policy: None,
+        });
+        id
+    }
+}
