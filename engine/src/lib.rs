@@ -12,6 +12,11 @@
 //! - [`topology`]: the built graph, its sub-topologies and [`describe`](Topology::describe).
 //! - [`policy`]: what happens to records that fail ([`ErrorPolicy`]).
 //! - [`driver`]: the deterministic [`TestDriver`].
+//! - [`runtime`]: [`KafkaStreams`], the consumer-group runtime (at least once).
+//! - [`cluster`]: a real Kafka cluster, or the embedded in-memory one.
+//! - [`config`]: [`StreamsConfig`].
+//! - [`metrics`]: the engine's Prometheus metrics.
+//! - [`shutdown`]: SIGINT/SIGTERM as a future.
 //! - [`partitioner`]: Kafka's murmur2 partitioner.
 //!
 //! # Example
@@ -41,22 +46,30 @@
 //! ```
 
 pub mod builder;
+pub mod cluster;
+pub mod config;
 pub mod driver;
 pub mod error;
+pub mod metrics;
 pub mod operators;
 pub mod partitioner;
 pub mod policy;
 mod processor;
 pub mod record;
+pub mod runtime;
 pub mod serdes;
+pub mod shutdown;
 mod task;
 pub mod topology;
 
 pub use builder::{Stream, StreamsBuilder};
+pub use cluster::Cluster;
+pub use config::{OffsetReset, StreamsConfig};
 pub use driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};
 pub use error::{EngineError, ErrorClass, ProcessingError, Result};
 pub use operators::{Branches, Repartitioned, Splitter};
 pub use policy::ErrorPolicy;
 pub use record::{Data, Record};
+pub use runtime::KafkaStreams;
 pub use task::TaskId;
 pub use topology::{Topology, TopologyDescription};

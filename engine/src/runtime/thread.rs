@@ -1,0 +1,661 @@
+//! A stream thread: one consumer and one producer driving the tasks of the
+//! partitions the group assigns to it.
+//!
+//! The thread polls, processes each record to completion, hands its outputs
+//! to the producer and moves on; the producer's delivery reports say which
+//! outputs the broker acknowledged, and [`Progress`] turns them into offsets
+//! that are safe to commit. Memory stays bounded: the producer's queue is
+//! bounded and a full queue stops the thread from polling until it drains,
+//! so librdkafka's bounded prefetch is the only buffer in front of it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use super::progress::Progress;
+use crate::config::StreamsConfig;
+use crate::error::{EngineError, Result};
+use crate::metrics::EngineMetrics;
+use crate::policy::{Handled, handle_failure};
+use crate::processor::Ctx;
+use crate::record::{OutputRecord, RawRecord};
+use crate::task::{Task, TaskId};
+use crate::topology::Topology;
+
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+const FAILURES_LOGGED_PER_INTERVAL: u32 = 10;
+
+/// What a stream thread needs to run.
+pub(crate) struct ThreadSetup {
+    pub(crate) index: usize,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) config: Arc<StreamsConfig>,
+    pub(crate) bootstrap: String,
+    pub(crate) metrics: Option<EngineMetrics>,
+    pub(crate) stop: Arc<AtomicBool>,
+    /// Resolved topic name → the sub-topology reading it.
+    pub(crate) source_of: HashMap<String, usize>,
+    pub(crate) dead_letter_topic: Arc<str>,
+}
+
+/// Receives the producer's delivery reports (on this thread, inside `poll`).
+struct Deliveries {
+    reports: Mutex<Vec<(usize, Option<String>)>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, id: usize) {
+        let error = result.as_ref().err().map(|(error, _)| error.to_string());
+        lock(&self.reports).push((id, error));
+    }
+}
+
+/// An assigned input partition.
+struct Slot {
+    topic: String,
+    partition: i32,
+    task: TaskId,
+    progress: Progress,
+}
+
+/// Everything the loop and the rebalance callbacks share. Both run on the
+/// stream thread, so the lock is never contended; it exists because the
+/// callbacks run inside `poll`.
+struct ThreadState {
+    application: String,
+    topology: Arc<Topology>,
+    producer: BaseProducer<Deliveries>,
+    source_of: HashMap<String, usize>,
+    tasks: BTreeMap<TaskId, Task>,
+    slot_of: HashMap<String, Vec<Option<u64>>>,
+    slots: HashMap<u64, Slot>,
+    next_slot: u64,
+    /// Delivery id → the input (slot, offset) the output came from.
+    in_flight: Vec<Option<(u64, i64)>>,
+    free_ids: Vec<usize>,
+    ctx: Ctx,
+    dead_letter_topic: Arc<str>,
+    fatal: Option<EngineError>,
+    metrics: Option<EngineMetrics>,
+    /// Counts since the last publication, by task: (consumed, produced).
+    counts: BTreeMap<TaskId, (u64, u64)>,
+    drain_timeout: Duration,
+    /// Failed records seen since the last commit.
+    failures_logged: u32,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The consumer's context: rebalances create and retire tasks.
+struct StreamContext {
+    state: Arc<Mutex<ThreadState>>,
+}
+
+impl ClientContext for StreamContext {}
+
+impl ConsumerContext for StreamContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            lock(&self.state).revoke(consumer, partitions);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => lock(&self.state).assign(partitions),
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => warn!(%error, "Rebalance failed."),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            let state = lock(&self.state);
+            warn!(%error, application = state.application, "Offset commit failed.");
+            if let Some(metrics) = &state.metrics {
+                metrics
+                    .commit_failures
+                    .with_label_values(&[&state.application])
+                    .inc();
+            }
+        }
+    }
+}
+
+impl ThreadState {
+    fn assign(&mut self, partitions: &TopicPartitionList) {
+        for element in partitions.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let Some(&subtopology) = self.source_of.get(topic) else {
+                warn!(
+                    topic,
+                    partition, "Assigned a partition of a topic no task reads."
+                );
+                continue;
+            };
+            let id = TaskId {
+                subtopology,
+                partition,
+            };
+            if !self.tasks.contains_key(&id) {
+                match Task::new(&self.topology, id, &self.application) {
+                    Ok(task) => {
+                        info!(application = self.application, task = %id, "Created task.");
+                        self.tasks.insert(id, task);
+                    }
+                    Err(error) => {
+                        error!(%error, task = %id, "Cannot create task.");
+                        self.fatal.get_or_insert(error);
+                        continue;
+                    }
+                }
+            }
+            let slot = self.next_slot;
+            self.next_slot += 1;
+            self.slots.insert(
+                slot,
+                Slot {
+                    topic: topic.to_owned(),
+                    partition,
+                    task: id,
+                    progress: Progress::default(),
+                },
+            );
+            let by_partition = self.slot_of.entry(topic.to_owned()).or_default();
+            let index = usize::try_from(partition).unwrap_or(0);
+            if by_partition.len() <= index {
+                by_partition.resize(index + 1, None);
+            }
+            by_partition[index] = Some(slot);
+        }
+        self.publish_assignment("assign");
+    }
+
+    /// Before partitions are taken away: wait for in-flight outputs, commit
+    /// what is done, then retire their tasks.
+    fn revoke(&mut self, consumer: &BaseConsumer<StreamContext>, partitions: &TopicPartitionList) {
+        if let Err(error) = self.producer.flush(self.drain_timeout) {
+            warn!(%error, "Outputs were still in flight when partitions were revoked.");
+        }
+        self.drain_deliveries();
+        let revoked: Vec<(String, i32)> = partitions
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        self.commit(consumer, CommitMode::Sync, Some(&revoked));
+        for (topic, partition) in &revoked {
+            let slot = self
+                .slot_of
+                .get_mut(topic)
+                .and_then(|slots| slots.get_mut(usize::try_from(*partition).ok()?))
+                .and_then(Option::take);
+            if let Some(slot) = slot.and_then(|slot| self.slots.remove(&slot)) {
+                debug!(
+                    topic,
+                    partition,
+                    in_flight = slot.progress.in_flight(),
+                    "Revoked partition."
+                );
+            }
+        }
+        let live: std::collections::BTreeSet<TaskId> =
+            self.slots.values().map(|s| s.task).collect();
+        self.tasks.retain(|id, _| {
+            let keep = live.contains(id);
+            if !keep {
+                info!(task = %id, "Closed task.");
+            }
+            keep
+        });
+        self.publish_assignment("revoke");
+    }
+
+    fn publish_assignment(&self, kind: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .rebalances
+                .with_label_values(&[&self.application, kind])
+                .inc();
+            metrics
+                .assigned_partitions
+                .with_label_values(&[&self.application])
+                .set(self.slots.len() as i64);
+        }
+    }
+
+    fn process<M: Message>(&mut self, message: &M) {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        let slot_id = self
+            .slot_of
+            .get(topic)
+            .and_then(|slots| slots.get(usize::try_from(partition).ok()?))
+            .copied()
+            .flatten();
+        let Some(slot_id) = slot_id else {
+            warn!(
+                topic,
+                partition, offset, "Record from a partition this thread does not own."
+            );
+            return;
+        };
+        let Some(task_id) = self.slots.get(&slot_id).map(|slot| slot.task) else {
+            return;
+        };
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        let raw = RawRecord {
+            topic,
+            partition,
+            offset,
+            timestamp: message.timestamp().to_millis().unwrap_or(0),
+            key: message.key(),
+            value: message.payload(),
+        };
+        task.process(&raw, &mut self.ctx);
+        if let Some(failure) = self.ctx.error.take() {
+            let policy = self
+                .topology
+                .node_named(&failure.operator)
+                .map(|id| self.topology.policy_of(id))
+                .unwrap_or(self.topology.default_policy);
+            if let Some(metrics) = &self.metrics {
+                metrics
+                    .record_errors
+                    .with_label_values(&[
+                        &self.application,
+                        &failure.operator,
+                        failure.class.as_str(),
+                        policy.as_str(),
+                    ])
+                    .inc();
+            }
+            // A burst of bad records must not flood the log: the first few
+            // per commit interval are logged, the rest are summed up.
+            let loud = self.failures_logged < FAILURES_LOGGED_PER_INTERVAL;
+            self.failures_logged += 1;
+            match handle_failure(
+                &self.topology,
+                &raw,
+                &mut self.ctx,
+                failure,
+                &self.dead_letter_topic,
+            ) {
+                Ok(Handled::Skipped(failure)) => {
+                    if loud {
+                        warn!(topic, partition, offset, error = %failure, "Skipped a record that failed.");
+                    }
+                }
+                Ok(Handled::DeadLettered(failure)) => {
+                    if loud {
+                        warn!(topic, partition, offset, error = %failure, "Dead-lettered a record that failed.");
+                    }
+                    if let Some(metrics) = &self.metrics {
+                        metrics
+                            .dead_letters
+                            .with_label_values(&[&self.application])
+                            .inc();
+                    }
+                }
+                Err(error) => {
+                    error!(topic, partition, offset, %error, "A record failed under the fail policy.");
+                    self.fatal.get_or_insert(error);
+                    return;
+                }
+            }
+        }
+        let outputs = std::mem::take(&mut self.ctx.outputs);
+        let produced = outputs.len() as u64;
+        let mut sent = 0u32;
+        for output in &outputs {
+            if self.send(output, slot_id, offset) {
+                sent += 1;
+            }
+        }
+        self.ctx.outputs = outputs;
+        self.ctx.outputs.clear();
+        if let Some(slot) = self.slots.get_mut(&slot_id) {
+            slot.progress.processed(offset, sent);
+        }
+        let counts = self.counts.entry(task_id).or_default();
+        counts.0 += 1;
+        counts.1 += produced;
+    }
+
+    /// Hands one output to the producer, waiting while its queue is full.
+    /// Returns whether it was handed over (a refusal pins the commit).
+    fn send(&mut self, output: &OutputRecord, slot: u64, offset: i64) -> bool {
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.in_flight[id] = Some((slot, offset));
+                id
+            }
+            None => {
+                self.in_flight.push(Some((slot, offset)));
+                self.in_flight.len() - 1
+            }
+        };
+        let mut headers = OwnedHeaders::new_with_capacity(output.headers.len());
+        for (key, value) in &output.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record = BaseRecord::with_opaque_to(&output.topic, id).timestamp(output.timestamp);
+        if let Some(key) = &output.key {
+            record = record.key(key);
+        }
+        if let Some(value) = &output.value {
+            record = record.payload(value);
+        }
+        if !output.headers.is_empty() {
+            record = record.headers(headers);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return true,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    // Backpressure: serve delivery reports until there is room.
+                    record = returned;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((error, _)) => {
+                    self.in_flight[id] = None;
+                    self.free_ids.push(id);
+                    error!(%error, topic = %output.topic, "The producer refused an output.");
+                    if let Some(slot) = self.slots.get_mut(&slot) {
+                        slot.progress.failed(offset);
+                    }
+                    self.fatal.get_or_insert(EngineError::Delivery {
+                        topic: output.topic.to_string(),
+                        message: error.to_string(),
+                    });
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn drain_deliveries(&mut self) {
+        let reports = std::mem::take(&mut *lock(&self.producer.context().reports));
+        for (id, failure) in reports {
+            let Some((slot, offset)) = self.in_flight.get_mut(id).and_then(Option::take) else {
+                continue;
+            };
+            self.free_ids.push(id);
+            let Some(slot) = self.slots.get_mut(&slot) else {
+                continue;
+            };
+            match failure {
+                None => slot.progress.acked(offset),
+                Some(message) => {
+                    error!(
+                        topic = slot.topic,
+                        partition = slot.partition,
+                        offset,
+                        error = message,
+                        "An output was not acknowledged; its input will not be committed."
+                    );
+                    slot.progress.failed(offset);
+                    self.fatal.get_or_insert(EngineError::Delivery {
+                        topic: slot.topic.clone(),
+                        message,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Commits what is safe, for all partitions or only `only`.
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<StreamContext>,
+        mode: CommitMode,
+        only: Option<&[(String, i32)]>,
+    ) {
+        let mut offsets = TopicPartitionList::new();
+        let mut committing = Vec::new();
+        for (id, slot) in &self.slots {
+            if only.is_some_and(|only| {
+                !only
+                    .iter()
+                    .any(|(t, p)| *t == slot.topic && *p == slot.partition)
+            }) {
+                continue;
+            }
+            if let Some(offset) = slot.progress.committable() {
+                if let Err(error) = offsets.add_partition_offset(
+                    &slot.topic,
+                    slot.partition,
+                    Offset::Offset(offset),
+                ) {
+                    warn!(%error, topic = slot.topic, "Cannot list an offset to commit.");
+                    continue;
+                }
+                committing.push((*id, offset));
+            }
+        }
+        if committing.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        match consumer.commit(&offsets, mode) {
+            Ok(()) => {
+                for (id, offset) in committing {
+                    if let Some(slot) = self.slots.get_mut(&id) {
+                        slot.progress.committed(offset);
+                    }
+                }
+                if let Some(metrics) = &self.metrics {
+                    metrics
+                        .commit_latency
+                        .with_label_values(&[&self.application])
+                        .observe(started.elapsed().as_secs_f64());
+                }
+            }
+            Err(error) => {
+                warn!(%error, "Offset commit failed; the next commit retries.");
+                if let Some(metrics) = &self.metrics {
+                    metrics
+                        .commit_failures
+                        .with_label_values(&[&self.application])
+                        .inc();
+                }
+            }
+        }
+    }
+
+    fn publish_counts(&mut self) {
+        if self.failures_logged > FAILURES_LOGGED_PER_INTERVAL {
+            warn!(
+                failed = self.failures_logged,
+                logged = FAILURES_LOGGED_PER_INTERVAL,
+                "More records failed than were logged since the last commit."
+            );
+        }
+        self.failures_logged = 0;
+        let Some(metrics) = &self.metrics else {
+            self.counts.clear();
+            return;
+        };
+        for (task, (consumed, produced)) in std::mem::take(&mut self.counts) {
+            let task = task.to_string();
+            metrics
+                .records_consumed
+                .with_label_values(&[&self.application, &task])
+                .inc_by(consumed);
+            metrics
+                .records_produced
+                .with_label_values(&[&self.application, &task])
+                .inc_by(produced);
+        }
+    }
+
+    fn in_flight(&self) -> u64 {
+        self.slots
+            .values()
+            .map(|slot| slot.progress.in_flight())
+            .sum()
+    }
+}
+
+/// Runs a stream thread until `stop` is set or a record fails under the
+/// fail policy. On the way out it drains in-flight outputs (within the
+/// shutdown timeout), commits, and leaves the group.
+pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
+    let ThreadSetup {
+        index,
+        topology,
+        config,
+        bootstrap,
+        metrics,
+        stop,
+        source_of,
+        dead_letter_topic,
+    } = setup;
+    let application = config.application_id.clone();
+    let producer: BaseProducer<Deliveries> = config
+        .producer(&bootstrap, index)
+        .create_with_context(Deliveries {
+            reports: Mutex::new(Vec::new()),
+        })
+        .map_err(|error| EngineError::kafka("creating the producer", error))?;
+    let state = Arc::new(Mutex::new(ThreadState {
+        application: application.clone(),
+        ctx: Ctx::new(topology.node_names()),
+        topology,
+        producer,
+        source_of: source_of.clone(),
+        tasks: BTreeMap::new(),
+        slot_of: HashMap::new(),
+        slots: HashMap::new(),
+        next_slot: 0,
+        in_flight: Vec::new(),
+        free_ids: Vec::new(),
+        dead_letter_topic,
+        fatal: None,
+        metrics: metrics.clone(),
+        counts: BTreeMap::new(),
+        drain_timeout: config.shutdown_timeout(),
+        failures_logged: 0,
+    }));
+    let consumer: BaseConsumer<StreamContext> = config
+        .consumer(&bootstrap)
+        .create_with_context(StreamContext {
+            state: Arc::clone(&state),
+        })
+        .map_err(|error| EngineError::kafka("creating the consumer", error))?;
+    let mut topics: Vec<&str> = source_of.keys().map(String::as_str).collect();
+    topics.sort_unstable();
+    consumer
+        .subscribe(&topics)
+        .map_err(|error| EngineError::kafka("subscribing to the source topics", error))?;
+    info!(
+        application,
+        thread = index,
+        ?topics,
+        "Stream thread started."
+    );
+
+    let commit_interval = config.commit_interval();
+    let mut next_commit = Instant::now() + commit_interval;
+    let mut next_lag = Instant::now() + LAG_INTERVAL;
+    let mut outcome = Ok(());
+    while !stop.load(Ordering::Relaxed) {
+        // Never hold the state while polling: rebalance callbacks take it.
+        let polled = consumer.poll(POLL_TIMEOUT);
+        let mut state = lock(&state);
+        match polled {
+            Some(Ok(message)) => {
+                let started = Instant::now();
+                state.process(&message);
+                if let Some(metrics) = &state.metrics {
+                    metrics
+                        .process_latency
+                        .with_label_values(&[&state.application])
+                        .observe(started.elapsed().as_secs_f64());
+                }
+            }
+            Some(Err(error)) => warn!(%error, application = state.application, "Consumer error."),
+            None => {}
+        }
+        state.producer.poll(Duration::ZERO);
+        state.drain_deliveries();
+        if let Some(error) = state.fatal.take() {
+            outcome = Err(error);
+            break;
+        }
+        let now = Instant::now();
+        if now >= next_commit {
+            state.commit(&consumer, CommitMode::Async, None);
+            state.publish_counts();
+            next_commit = now + commit_interval;
+        }
+        if now >= next_lag {
+            if let Some(metrics) = state.metrics.clone() {
+                report_lag(&consumer, &state, &metrics);
+            }
+            next_lag = now + LAG_INTERVAL;
+        }
+    }
+
+    // Drain: every output handed over is acknowledged (or the deadline
+    // passes), then commit exactly what is safe.
+    {
+        let mut state = lock(&state);
+        let in_flight = state.in_flight();
+        if let Err(error) = state.producer.flush(config.shutdown_timeout()) {
+            warn!(%error, in_flight, "Shutdown deadline passed with outputs in flight.");
+        }
+        state.drain_deliveries();
+        state.commit(&consumer, CommitMode::Sync, None);
+        state.publish_counts();
+        if let Some(error) = state.fatal.take() {
+            outcome = outcome.and(Err(error));
+        }
+    }
+    // Dropping the consumer leaves the group; its revoke callback finds
+    // nothing left to commit.
+    drop(consumer);
+    info!(application, thread = index, "Stream thread stopped.");
+    outcome
+}
+
+fn report_lag(
+    consumer: &BaseConsumer<StreamContext>,
+    state: &ThreadState,
+    metrics: &EngineMetrics,
+) {
+    for slot in state.slots.values() {
+        let Some(position) = slot.progress.position() else {
+            continue;
+        };
+        if let Ok((_, high)) =
+            consumer.fetch_watermarks(&slot.topic, slot.partition, Duration::from_millis(500))
+        {
+            metrics
+                .consumer_lag
+                .with_label_values(&[&state.application, &slot.topic, &slot.partition.to_string()])
+                .set((high - position).max(0));
+        }
+    }
+}
