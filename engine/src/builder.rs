@@ -148,6 +148,13 @@ impl StreamsBuilder {
             [TopicName::Repartition(name)] => format!("{name}-repartition-source"),
             _ => graph.auto_name("source"),
         };
+        // A second source of the same topic gets another name, so that
+        // `build()` reports the real problem: the topic is read twice.
+        let name = if graph.names.contains(&name) {
+            graph.auto_name("source")
+        } else {
+            name
+        };
         let kind = NodeKind::Source {
             topics,
             key_format: key_serde.format(),
@@ -264,19 +271,23 @@ impl<K: Data, V: Data> Stream<K, V> {
     /// descriptions, logs, metrics and dead-letter headers, and pick out an
     /// operator for [`Stream::on_error`].
     pub fn name(self, name: &str) -> Self {
-        {
-            let mut graph = self.graph.borrow_mut();
+        let mut graph = self.graph.borrow_mut();
+        // After `build()` the graph is empty and a rename has nothing to do.
+        if self.node < graph.nodes.len() {
             let old = std::mem::take(&mut graph.nodes[self.node].name);
             graph.names.remove(&old);
             let name = unique(&mut graph, name.to_owned());
             graph.nodes[self.node].name = name;
         }
+        drop(graph);
         self
     }
 
     /// Sets the error policy of the operator that produces this stream.
     pub fn on_error(self, policy: ErrorPolicy) -> Self {
-        self.graph.borrow_mut().nodes[self.node].policy = Some(policy);
+        if let Some(node) = self.graph.borrow_mut().nodes.get_mut(self.node) {
+            node.policy = Some(policy);
+        }
         self
     }
 

@@ -14,7 +14,7 @@
 //! - [`driver`]: the deterministic [`TestDriver`].
 //! - [`runtime`]: [`KafkaStreams`], the consumer-group runtime (at least once).
 //! - [`cluster`]: a real Kafka cluster, or the embedded in-memory one.
-//! - [`config`]: [`StreamsConfig`].
+//! - [`config`]: settings of the runtime ([`StreamsConfig`]).
 //! - [`metrics`]: the engine's Prometheus metrics.
 //! - [`shutdown`]: SIGINT/SIGTERM as a future.
 //! - [`partitioner`]: Kafka's murmur2 partitioner.

@@ -100,6 +100,10 @@ impl<K: Clone, V: Clone> Emitter<K, V> {
             n => {
                 for (_, child) in &mut self.children[..n - 1] {
                     child(record.clone(), ctx);
+                    // A failed child ends this input: later siblings must not see it.
+                    if ctx.error.is_some() {
+                        return;
+                    }
                 }
                 (self.children[n - 1].1)(record, ctx);
             }
@@ -119,6 +123,9 @@ impl<K: Clone, V: Clone> Emitter<K, V> {
         while let Some((_, child)) = matching.next() {
             if matching.peek().is_some() {
                 child(record.clone(), ctx);
+                if ctx.error.is_some() {
+                    return;
+                }
             } else {
                 child(record, ctx);
                 break;

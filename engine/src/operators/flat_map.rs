@@ -47,6 +47,10 @@ impl<K: Data, V: Data> Stream<K, V> {
                         },
                         ctx,
                     );
+                    // A failed child ends this input: make no more items.
+                    if ctx.error.is_some() {
+                        break;
+                    }
                     // The iterator may run user code lazily: blame it, not a child.
                     ctx.current = id;
                 }
