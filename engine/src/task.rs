@@ -1,6 +1,5 @@
 //! Tasks: one sub-topology's instance for one partition.
 
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{ErrorClass, Result};
@@ -28,7 +27,9 @@ impl std::fmt::Display for TaskId {
 pub(crate) struct Task {
     pub(crate) id: TaskId,
     sources: Vec<SourceFn>,
-    routes: HashMap<String, usize>,
+    /// Resolved topic → source index; a task reads one or a few topics, so
+    /// a scan beats hashing the name of every record.
+    routes: Vec<(String, usize)>,
 }
 
 impl Task {
@@ -40,7 +41,7 @@ impl Task {
         Ok(Self {
             id,
             sources,
-            routes,
+            routes: routes.into_iter().collect(),
         })
     }
 
@@ -49,7 +50,7 @@ impl Task {
     /// caught and becomes an error of class `panic`.
     pub(crate) fn process(&mut self, raw: &RawRecord<'_>, ctx: &mut Ctx) {
         ctx.reset();
-        let Some(&source) = self.routes.get(raw.topic) else {
+        let Some(&(_, source)) = self.routes.iter().find(|(topic, _)| topic == raw.topic) else {
             ctx.fail(
                 0,
                 ErrorClass::Processing,

@@ -1,13 +1,15 @@
 //! Which input offsets may be committed: an offset is safe once every output
 //! of it and of every record before it in its partition is acknowledged.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 /// Progress of one input partition.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
-    /// Input offsets with outputs not yet acknowledged, and how many.
-    pending: BTreeMap<i64, u32>,
+    /// Input offsets with outputs not yet acknowledged, and how many, in
+    /// ascending offset order (a partition is processed in order, so new
+    /// offsets go to the back; entries at zero leave from the front).
+    pending: VecDeque<(i64, u32)>,
     /// One past the last processed offset.
     next: Option<i64>,
     /// The last committed offset.
@@ -20,18 +22,35 @@ impl Progress {
     /// Records that `offset` was processed and produced `outputs` records.
     pub(crate) fn processed(&mut self, offset: i64, outputs: u32) {
         if outputs > 0 {
-            *self.pending.entry(offset).or_insert(0) += outputs;
+            match self.pending.back_mut() {
+                Some(back) if back.0 == offset => back.1 += outputs,
+                Some(back) if back.0 > offset => {
+                    // Out of order (not expected): keep the queue sorted.
+                    match self.pending.binary_search_by_key(&offset, |e| e.0) {
+                        Ok(i) => self.pending[i].1 += outputs,
+                        Err(i) => self.pending.insert(i, (offset, outputs)),
+                    }
+                }
+                _ => self.pending.push_back((offset, outputs)),
+            }
         }
         self.next = Some(self.next.map_or(offset + 1, |next| next.max(offset + 1)));
     }
 
     /// Records an acknowledged output of `offset`.
     pub(crate) fn acked(&mut self, offset: i64) {
-        if let Some(remaining) = self.pending.get_mut(&offset) {
-            *remaining -= 1;
-            if *remaining == 0 {
-                self.pending.remove(&offset);
-            }
+        // Acknowledgements mostly arrive in order: look at the front first.
+        let index = match self.pending.front() {
+            Some(front) if front.0 == offset => 0,
+            _ => match self.pending.binary_search_by_key(&offset, |e| e.0) {
+                Ok(i) => i,
+                Err(_) => return,
+            },
+        };
+        let entry = &mut self.pending[index];
+        entry.1 = entry.1.saturating_sub(1);
+        while self.pending.front().is_some_and(|e| e.1 == 0) {
+            self.pending.pop_front();
         }
     }
 
@@ -42,8 +61,8 @@ impl Progress {
 
     /// The offset to commit now (the next one to read), if it moved.
     pub(crate) fn committable(&self) -> Option<i64> {
-        let safe = match (self.pending.keys().next(), self.next) {
-            (Some(&first_pending), _) => first_pending,
+        let safe = match (self.pending.front(), self.next) {
+            (Some(&(first_pending, _)), _) => first_pending,
             (None, Some(next)) => next,
             (None, None) => return None,
         };
@@ -61,7 +80,7 @@ impl Progress {
 
     /// Outputs not yet acknowledged.
     pub(crate) fn in_flight(&self) -> u64 {
-        self.pending.values().map(|n| u64::from(*n)).sum()
+        self.pending.iter().map(|(_, n)| u64::from(*n)).sum()
     }
 
     /// One past the last processed offset.
@@ -103,6 +122,29 @@ mod tests {
         progress.committed(13);
         assert_eq!(progress.committable(), None);
         assert_eq!(progress.in_flight(), 0);
+    }
+
+    #[test]
+    fn acknowledgements_in_any_order_release_the_front_only_when_done() {
+        let mut progress = Progress::default();
+        for offset in 0..5 {
+            progress.processed(offset, 1);
+        }
+        for offset in [3, 1, 4] {
+            progress.acked(offset);
+        }
+        assert_eq!(progress.committable(), Some(0));
+        progress.acked(0);
+        assert_eq!(progress.committable(), Some(2), "1 is done too; 2 is not");
+        progress.acked(2);
+        assert_eq!(progress.committable(), Some(5));
+        assert_eq!(progress.in_flight(), 0);
+        progress.acked(9);
+        assert_eq!(
+            progress.committable(),
+            Some(5),
+            "an unknown ack changes nothing"
+        );
     }
 
     #[test]

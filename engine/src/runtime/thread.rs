@@ -33,6 +33,8 @@ use crate::topology::Topology;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 const FAILURES_LOGGED_PER_INTERVAL: u32 = 10;
+/// Records processed between looks at delivery reports and the clock.
+const HOUSEKEEPING_EVERY: u32 = 32;
 
 /// What a stream thread needs to run.
 pub(crate) struct ThreadSetup {
@@ -69,6 +71,62 @@ struct Slot {
     partition: i32,
     task: TaskId,
     progress: Progress,
+    /// Records read since the last metrics publication.
+    consumed: u64,
+    /// Records written since the last metrics publication.
+    produced: u64,
+}
+
+/// Assigned partitions by slot id. Ids are indices that are never reused
+/// while the thread lives, so a late delivery report can never be credited
+/// to a partition assigned after its own was revoked.
+#[derive(Default)]
+struct Slots {
+    slots: Vec<Option<Slot>>,
+    live: usize,
+}
+
+impl Slots {
+    fn insert(&mut self, slot: Slot) -> usize {
+        self.slots.push(Some(slot));
+        self.live += 1;
+        self.slots.len() - 1
+    }
+
+    fn get(&self, id: usize) -> Option<&Slot> {
+        self.slots.get(id).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, id: usize) -> Option<&mut Slot> {
+        self.slots.get_mut(id).and_then(Option::as_mut)
+    }
+
+    fn remove(&mut self, id: usize) -> Option<Slot> {
+        let slot = self.slots.get_mut(id).and_then(Option::take);
+        if slot.is_some() {
+            self.live -= 1;
+        }
+        slot
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, slot)| Some((id, slot.as_ref()?)))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().flatten()
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.slots.iter_mut().flatten()
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
 }
 
 /// Everything the loop and the rebalance callbacks share. Both run on the
@@ -80,18 +138,17 @@ struct ThreadState {
     producer: BaseProducer<Deliveries>,
     source_of: HashMap<String, usize>,
     tasks: BTreeMap<TaskId, Task>,
-    slot_of: HashMap<String, Vec<Option<u64>>>,
-    slots: HashMap<u64, Slot>,
-    next_slot: u64,
+    /// Topic → partition → slot. A thread reads a few topics, so a scan
+    /// beats hashing every record's topic name.
+    slot_of: Vec<(String, Vec<Option<usize>>)>,
+    slots: Slots,
     /// Delivery id → the input (slot, offset) the output came from.
-    in_flight: Vec<Option<(u64, i64)>>,
+    in_flight: Vec<Option<(usize, i64)>>,
     free_ids: Vec<usize>,
     ctx: Ctx,
     dead_letter_topic: Arc<str>,
     fatal: Option<EngineError>,
     metrics: Option<EngineMetrics>,
-    /// Counts since the last publication, by task: (consumed, produced).
-    counts: BTreeMap<TaskId, (u64, u64)>,
     drain_timeout: Duration,
     /// Failed records seen since the last commit.
     failures_logged: u32,
@@ -167,18 +224,22 @@ impl ThreadState {
                     }
                 }
             }
-            let slot = self.next_slot;
-            self.next_slot += 1;
-            self.slots.insert(
-                slot,
-                Slot {
-                    topic: topic.to_owned(),
-                    partition,
-                    task: id,
-                    progress: Progress::default(),
-                },
-            );
-            let by_partition = self.slot_of.entry(topic.to_owned()).or_default();
+            let slot = self.slots.insert(Slot {
+                topic: topic.to_owned(),
+                partition,
+                task: id,
+                progress: Progress::default(),
+                consumed: 0,
+                produced: 0,
+            });
+            let index = match self.slot_of.iter().position(|(t, _)| t == topic) {
+                Some(index) => index,
+                None => {
+                    self.slot_of.push((topic.to_owned(), Vec::new()));
+                    self.slot_of.len() - 1
+                }
+            };
+            let by_partition = &mut self.slot_of[index].1;
             let index = usize::try_from(partition).unwrap_or(0);
             if by_partition.len() <= index {
                 by_partition.resize(index + 1, None);
@@ -204,10 +265,11 @@ impl ThreadState {
         for (topic, partition) in &revoked {
             let slot = self
                 .slot_of
-                .get_mut(topic)
-                .and_then(|slots| slots.get_mut(usize::try_from(*partition).ok()?))
+                .iter_mut()
+                .find(|(t, _)| t == topic)
+                .and_then(|(_, slots)| slots.get_mut(usize::try_from(*partition).ok()?))
                 .and_then(Option::take);
-            if let Some(slot) = slot.and_then(|slot| self.slots.remove(&slot)) {
+            if let Some(slot) = slot.and_then(|slot| self.slots.remove(slot)) {
                 debug!(
                     topic,
                     partition,
@@ -245,8 +307,9 @@ impl ThreadState {
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         let slot_id = self
             .slot_of
-            .get(topic)
-            .and_then(|slots| slots.get(usize::try_from(partition).ok()?))
+            .iter()
+            .find(|(t, _)| t == topic)
+            .and_then(|(_, slots)| slots.get(usize::try_from(partition).ok()?))
             .copied()
             .flatten();
         let Some(slot_id) = slot_id else {
@@ -256,7 +319,7 @@ impl ThreadState {
             );
             return;
         };
-        let Some(task_id) = self.slots.get(&slot_id).map(|slot| slot.task) else {
+        let Some(task_id) = self.slots.get(slot_id).map(|slot| slot.task) else {
             return;
         };
         let Some(task) = self.tasks.get_mut(&task_id) else {
@@ -317,6 +380,10 @@ impl ThreadState {
                 }
                 Err(error) => {
                     error!(topic, partition, offset, %error, "A record failed under the fail policy.");
+                    // Never commit past it: a restart must read it again.
+                    if let Some(slot) = self.slots.get_mut(slot_id) {
+                        slot.progress.failed(offset);
+                    }
                     self.fatal.get_or_insert(error);
                     return;
                 }
@@ -332,17 +399,16 @@ impl ThreadState {
         }
         self.ctx.outputs = outputs;
         self.ctx.outputs.clear();
-        if let Some(slot) = self.slots.get_mut(&slot_id) {
+        if let Some(slot) = self.slots.get_mut(slot_id) {
             slot.progress.processed(offset, sent);
+            slot.consumed += 1;
+            slot.produced += produced;
         }
-        let counts = self.counts.entry(task_id).or_default();
-        counts.0 += 1;
-        counts.1 += produced;
     }
 
     /// Hands one output to the producer, waiting while its queue is full.
     /// Returns whether it was handed over (a refusal pins the commit).
-    fn send(&mut self, output: &OutputRecord, slot: u64, offset: i64) -> bool {
+    fn send(&mut self, output: &OutputRecord, slot: usize, offset: i64) -> bool {
         let id = match self.free_ids.pop() {
             Some(id) => {
                 self.in_flight[id] = Some((slot, offset));
@@ -382,7 +448,7 @@ impl ThreadState {
                     self.in_flight[id] = None;
                     self.free_ids.push(id);
                     error!(%error, topic = %output.topic, "The producer refused an output.");
-                    if let Some(slot) = self.slots.get_mut(&slot) {
+                    if let Some(slot) = self.slots.get_mut(slot) {
                         slot.progress.failed(offset);
                     }
                     self.fatal.get_or_insert(EngineError::Delivery {
@@ -402,7 +468,7 @@ impl ThreadState {
                 continue;
             };
             self.free_ids.push(id);
-            let Some(slot) = self.slots.get_mut(&slot) else {
+            let Some(slot) = self.slots.get_mut(slot) else {
                 continue;
             };
             match failure {
@@ -434,7 +500,7 @@ impl ThreadState {
     ) {
         let mut offsets = TopicPartitionList::new();
         let mut committing = Vec::new();
-        for (id, slot) in &self.slots {
+        for (id, slot) in self.slots.iter() {
             if only.is_some_and(|only| {
                 !only
                     .iter()
@@ -451,7 +517,7 @@ impl ThreadState {
                     warn!(%error, topic = slot.topic, "Cannot list an offset to commit.");
                     continue;
                 }
-                committing.push((*id, offset));
+                committing.push((id, offset));
             }
         }
         if committing.is_empty() {
@@ -461,7 +527,7 @@ impl ThreadState {
         match consumer.commit(&offsets, mode) {
             Ok(()) => {
                 for (id, offset) in committing {
-                    if let Some(slot) = self.slots.get_mut(&id) {
+                    if let Some(slot) = self.slots.get_mut(id) {
                         slot.progress.committed(offset);
                     }
                 }
@@ -494,10 +560,15 @@ impl ThreadState {
         }
         self.failures_logged = 0;
         let Some(metrics) = &self.metrics else {
-            self.counts.clear();
             return;
         };
-        for (task, (consumed, produced)) in std::mem::take(&mut self.counts) {
+        let mut by_task: BTreeMap<TaskId, (u64, u64)> = BTreeMap::new();
+        for slot in self.slots.values_mut() {
+            let counts = by_task.entry(slot.task).or_default();
+            counts.0 += std::mem::take(&mut slot.consumed);
+            counts.1 += std::mem::take(&mut slot.produced);
+        }
+        for (task, (consumed, produced)) in by_task {
             let task = task.to_string();
             metrics
                 .records_consumed
@@ -546,15 +617,13 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         producer,
         source_of: source_of.clone(),
         tasks: BTreeMap::new(),
-        slot_of: HashMap::new(),
-        slots: HashMap::new(),
-        next_slot: 0,
+        slot_of: Vec::new(),
+        slots: Slots::default(),
         in_flight: Vec::new(),
         free_ids: Vec::new(),
         dead_letter_topic,
         fatal: None,
         metrics: metrics.clone(),
-        counts: BTreeMap::new(),
         drain_timeout: config.shutdown_timeout(),
         failures_logged: 0,
     }));
@@ -580,24 +649,38 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
     let mut next_commit = Instant::now() + commit_interval;
     let mut next_lag = Instant::now() + LAG_INTERVAL;
     let mut outcome = Ok(());
+    let latency = metrics
+        .as_ref()
+        .map(|metrics| metrics.process_latency.with_label_values(&[&application]));
+    let mut busy = 0u32;
     while !stop.load(Ordering::Relaxed) {
         // Never hold the state while polling: rebalance callbacks take it.
         let polled = consumer.poll(POLL_TIMEOUT);
         let mut state = lock(&state);
         match polled {
             Some(Ok(message)) => {
-                let started = Instant::now();
-                state.process(&message);
-                if let Some(metrics) = &state.metrics {
-                    metrics
-                        .process_latency
-                        .with_label_values(&[&state.application])
-                        .observe(started.elapsed().as_secs_f64());
+                match &latency {
+                    Some(histogram) => {
+                        let started = Instant::now();
+                        state.process(&message);
+                        histogram.observe(started.elapsed().as_secs_f64());
+                    }
+                    None => state.process(&message),
+                }
+                busy += 1;
+                if state.fatal.is_some() {
+                    busy = HOUSEKEEPING_EVERY;
                 }
             }
             Some(Err(error)) => warn!(%error, application = state.application, "Consumer error."),
-            None => {}
+            None => busy = HOUSEKEEPING_EVERY,
         }
+        // Delivery reports, failures and the clock are looked at every few
+        // records while busy, and at once when idle.
+        if busy < HOUSEKEEPING_EVERY {
+            continue;
+        }
+        busy = 0;
         state.producer.poll(Duration::ZERO);
         state.drain_deliveries();
         if let Some(error) = state.fatal.take() {
