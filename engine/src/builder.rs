@@ -163,10 +163,10 @@ impl StreamsBuilder {
         let id = graph.nodes.len();
         let (key_serde, value_serde) = (Arc::new(key_serde), Arc::new(value_serde));
         let factory: Factory = Arc::new(move |children, _env: &TaskEnv| {
-            let mut out = Emitter::<K, V>::from_built(children)?;
+            let mut out = Emitter::<K, V>::from_built(id, children)?;
             let (key_serde, value_serde) = (Arc::clone(&key_serde), Arc::clone(&value_serde));
             let source: SourceFn = Box::new(move |raw, ctx: &mut Ctx| {
-                ctx.current = id;
+                ctx.enter(id);
                 let key = match key_serde.deserialize(raw.key.unwrap_or_default()) {
                     Ok(key) => key,
                     Err(error) => {
@@ -373,7 +373,7 @@ impl<K: Data, V: Data> Stream<K, V> {
             let (key_serde, value_serde) = (Arc::clone(&key_serde), Arc::clone(&value_serde));
             let sink: crate::processor::Downstream<K, V> =
                 Box::new(move |record, ctx: &mut Ctx| {
-                    ctx.current = id;
+                    ctx.enter(id);
                     let mut key = Vec::new();
                     if let Err(error) = key_serde.serialize_into(&record.key, &mut key) {
                         return ctx.fail(id, ErrorClass::Serialization, format!("key: {error}"));

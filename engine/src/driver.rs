@@ -389,6 +389,13 @@ impl TestDriver {
             .collect()
     }
 
+    /// Records into and out of the operator named `name` so far, or `None`
+    /// when no operator has that name.
+    pub fn operator_records(&self, name: &str) -> Option<(u64, u64)> {
+        let node = self.topology.node_named(name)?;
+        self.ctx.counts.get(node).copied()
+    }
+
     /// The errors of records dropped under the skip policy.
     pub fn skipped(&self) -> &[crate::error::ProcessingError] {
         &self.skipped

@@ -12,6 +12,10 @@ pub struct EngineMetrics {
     pub records_consumed: IntCounterVec,
     /// Records written (outputs, repartitions and dead letters), by application and task.
     pub records_produced: IntCounterVec,
+    /// Records into each operator, by application and operator.
+    pub operator_records_in: IntCounterVec,
+    /// Records out of each operator, by application and operator.
+    pub operator_records_out: IntCounterVec,
     /// Records that failed, by application, operator, error class and policy.
     pub record_errors: IntCounterVec,
     /// Records written to the dead-letter topic, by application.
@@ -75,6 +79,16 @@ impl EngineMetrics {
                 "engine_records_produced_total",
                 "Records written to output, repartition and dead-letter topics.",
                 &["application", "task"],
+            )?,
+            operator_records_in: counter(
+                "engine_operator_records_in_total",
+                "Records into an operator (a sink's are the records it writes).",
+                &["application", "operator"],
+            )?,
+            operator_records_out: counter(
+                "engine_operator_records_out_total",
+                "Records an operator passed on.",
+                &["application", "operator"],
             )?,
             record_errors: counter(
                 "engine_record_errors_total",

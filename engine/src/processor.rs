@@ -33,15 +33,19 @@ pub(crate) struct Ctx {
     pub(crate) current: usize,
     /// Resolved node names by node id.
     pub(crate) names: Arc<[String]>,
+    /// Records into and out of each node since the counts were last taken.
+    pub(crate) counts: Vec<(u64, u64)>,
 }
 
 impl Ctx {
     pub(crate) fn new(names: Arc<[String]>) -> Self {
+        let counts = vec![(0, 0); names.len()];
         Self {
             outputs: Vec::new(),
             error: None,
             current: 0,
             names,
+            counts,
         }
     }
 
@@ -57,6 +61,28 @@ impl Ctx {
         }
     }
 
+    /// Marks `node` as running (to blame a panic on) and counts a record into it.
+    #[inline]
+    pub(crate) fn enter(&mut self, node: usize) {
+        self.current = node;
+        if let Some(counts) = self.counts.get_mut(node) {
+            counts.0 += 1;
+        }
+    }
+
+    #[inline]
+    fn count_out(&mut self, node: usize) {
+        if let Some(counts) = self.counts.get_mut(node) {
+            counts.1 += 1;
+        }
+    }
+
+    /// Takes the per-node (in, out) counts, leaving zeros.
+    pub(crate) fn take_counts(&mut self) -> Vec<(u64, u64)> {
+        let zeros = vec![(0, 0); self.counts.len()];
+        std::mem::replace(&mut self.counts, zeros)
+    }
+
     pub(crate) fn reset(&mut self) {
         self.outputs.clear();
         self.error = None;
@@ -66,12 +92,14 @@ impl Ctx {
 /// Forwards a node's output to its children; a branch's children carry the
 /// index of the branch they take.
 pub(crate) struct Emitter<K, V> {
+    /// The node whose output this is, for its record count.
+    node: usize,
     children: Vec<(Option<usize>, Downstream<K, V>)>,
 }
 
 impl<K: Clone, V: Clone> Emitter<K, V> {
     /// Takes the children handed to a node's factory.
-    pub(crate) fn from_built(children: Vec<(Option<usize>, Built)>) -> Result<Self>
+    pub(crate) fn from_built(node: usize, children: Vec<(Option<usize>, Built)>) -> Result<Self>
     where
         K: 'static,
         V: 'static,
@@ -85,7 +113,7 @@ impl<K: Clone, V: Clone> Emitter<K, V> {
                     .map_err(|_| EngineError::Internal("a node's child has another type".into()))
             })
             .collect::<Result<_>>()?;
-        Ok(Self { children })
+        Ok(Self { node, children })
     }
 
     /// Sends `record` to every child (cloning for all but the last).
@@ -94,6 +122,7 @@ impl<K: Clone, V: Clone> Emitter<K, V> {
         if ctx.error.is_some() {
             return;
         }
+        ctx.count_out(self.node);
         match self.children.len() {
             0 => {}
             1 => (self.children[0].1)(record, ctx),
@@ -115,6 +144,7 @@ impl<K: Clone, V: Clone> Emitter<K, V> {
         if ctx.error.is_some() {
             return;
         }
+        ctx.count_out(self.node);
         let mut matching = self
             .children
             .iter_mut()

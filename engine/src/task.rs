@@ -27,6 +27,8 @@ impl std::fmt::Display for TaskId {
 pub(crate) struct Task {
     pub(crate) id: TaskId,
     sources: Vec<SourceFn>,
+    /// Names the application, sub-topology and partition in log events.
+    pub(crate) span: tracing::Span,
     /// Resolved topic → source index; a task reads one or a few topics, so
     /// a scan beats hashing the name of every record.
     routes: Vec<(String, usize)>,
@@ -38,8 +40,15 @@ impl Task {
             application_id: application_id.to_owned(),
         };
         let (sources, routes) = topology.instantiate(id.subtopology, &env)?;
+        let span = tracing::info_span!(
+            "task",
+            application = application_id,
+            subtopology = id.subtopology,
+            partition = id.partition
+        );
         Ok(Self {
             id,
+            span,
             sources,
             routes: routes.into_iter().collect(),
         })

@@ -1431,3 +1431,27 @@ fn flat_map_stops_pulling_items_after_a_downstream_failure() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].operator, "no-ones");
 }
+
+/// Every operator counts the records into and out of it: a filter that
+/// keeps half its input reports N in and N/2 out, and its sink N/2 in.
+#[test]
+fn operators_count_records_in_and_out() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("numbers", Utf8, Json::<u32>::new())
+        .filter(|_, n| n % 2 == 0)
+        .name("evens")
+        .to("even-numbers", Utf8, Json::<u32>::new());
+    let mut driver = TestDriver::builder(builder.build().unwrap())
+        .default_partitions(3)
+        .build()
+        .unwrap();
+    let input = driver.input_topic("numbers", Utf8, Json::<u32>::new());
+    for n in 0..100u32 {
+        driver.pipe(&input, format!("k{n}"), n).unwrap();
+    }
+    assert_eq!(driver.operator_records("numbers-source"), Some((100, 100)));
+    assert_eq!(driver.operator_records("evens"), Some((100, 50)));
+    assert_eq!(driver.operator_records("even-numbers-sink"), Some((50, 0)));
+    assert_eq!(driver.operator_records("no-such-operator"), None);
+}

@@ -74,13 +74,13 @@ pub async fn produce_all(
 }
 
 /// Reads `topics` from the beginning (in a group of its own) until `total`
-/// records have arrived; returns them as (topic, key, value).
+/// records have arrived; returns them as (topic, partition, key, value).
 pub async fn read_until(
     cluster: &Cluster,
     group: &str,
     topics: &[&str],
     total: usize,
-) -> anyhow::Result<Vec<(String, String, Vec<u8>)>> {
+) -> anyhow::Result<Vec<(String, i32, String, Vec<u8>)>> {
     let consumer: StreamConsumer = cluster
         .client_config()
         .set("group.id", group)
@@ -93,6 +93,7 @@ pub async fn read_until(
         let message = consumer.recv().await?;
         records.push((
             message.topic().to_owned(),
+            message.partition(),
             String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
             message.payload().unwrap_or_default().to_vec(),
         ));

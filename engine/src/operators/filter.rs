@@ -32,9 +32,9 @@ impl<K: Data, V: Data> Stream<K, V> {
         let predicate = Arc::new(predicate);
         self.then("filter", move |id, children, _env| {
             let predicate = Arc::clone(&predicate);
-            let mut out = Emitter::<K, V>::from_built(children)?;
+            let mut out = Emitter::<K, V>::from_built(id, children)?;
             let entry: Downstream<K, V> = Box::new(move |record: Record<K, V>, ctx: &mut Ctx| {
-                ctx.current = id;
+                ctx.enter(id);
                 if predicate(&record.key, &record.value) {
                     out.emit(record, ctx);
                 }

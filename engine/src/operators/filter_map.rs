@@ -34,9 +34,9 @@ impl<K: Data, V: Data> Stream<K, V> {
         let f = Arc::new(f);
         self.then("filter-map", move |id, children, _env| {
             let f = Arc::clone(&f);
-            let mut out = Emitter::<K2, V2>::from_built(children)?;
+            let mut out = Emitter::<K2, V2>::from_built(id, children)?;
             let entry: Downstream<K, V> = Box::new(move |record: Record<K, V>, ctx: &mut Ctx| {
-                ctx.current = id;
+                ctx.enter(id);
                 if let Some((key, value)) = f(record.key, record.value) {
                     out.emit(
                         Record {

@@ -29,10 +29,10 @@ impl<K: Data, V: Data> Stream<K, V> {
             vec![self.node, other.node],
             None,
             move |id, children, _env| {
-                let mut out = Emitter::<K, V>::from_built(children)?;
+                let mut out = Emitter::<K, V>::from_built(id, children)?;
                 let entry: Downstream<K, V> =
                     Box::new(move |record: Record<K, V>, ctx: &mut Ctx| {
-                        ctx.current = id;
+                        ctx.enter(id);
                         out.emit(record, ctx);
                     });
                 Ok(built(entry))

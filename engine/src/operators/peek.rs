@@ -37,9 +37,9 @@ impl<K: Data, V: Data> Stream<K, V> {
         let f = Arc::new(f);
         self.then("peek", move |id, children, _env| {
             let f = Arc::clone(&f);
-            let mut out = Emitter::<K, V>::from_built(children)?;
+            let mut out = Emitter::<K, V>::from_built(id, children)?;
             let entry: Downstream<K, V> = Box::new(move |record: Record<K, V>, ctx: &mut Ctx| {
-                ctx.current = id;
+                ctx.enter(id);
                 f(&record.key, &record.value);
                 out.emit(record, ctx);
             });

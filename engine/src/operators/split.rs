@@ -85,9 +85,9 @@ impl<K: Data, V: Data> Splitter<K, V> {
             .collect();
         let split: Stream<K, V> = self.stream.then("split", move |id, children, _env| {
             let predicates = Arc::clone(&predicates);
-            let mut out = Emitter::<K, V>::from_built(children)?;
+            let mut out = Emitter::<K, V>::from_built(id, children)?;
             let entry: Downstream<K, V> = Box::new(move |record: Record<K, V>, ctx: &mut Ctx| {
-                ctx.current = id;
+                ctx.enter(id);
                 if let Some(branch) = predicates
                     .iter()
                     .position(|p| p(&record.key, &record.value))
@@ -105,10 +105,10 @@ impl<K: Data, V: Data> Splitter<K, V> {
                 vec![split.node],
                 Some(index),
                 move |id, children, _env| {
-                    let mut out = Emitter::<K, V>::from_built(children)?;
+                    let mut out = Emitter::<K, V>::from_built(id, children)?;
                     let entry: Downstream<K, V> =
                         Box::new(move |record: Record<K, V>, ctx: &mut Ctx| {
-                            ctx.current = id;
+                            ctx.enter(id);
                             out.emit(record, ctx);
                         });
                     Ok(built(entry))

@@ -351,6 +351,8 @@ impl ThreadState {
                     ])
                     .inc();
             }
+            let span = self.tasks.get(&task_id).map(|task| task.span.clone());
+            let _entered = span.as_ref().map(tracing::Span::enter);
             // A burst of bad records must not flood the log: the first few
             // per commit interval are logged, the rest are summed up.
             let loud = self.failures_logged < FAILURES_LOGGED_PER_INTERVAL;
@@ -560,8 +562,28 @@ impl ThreadState {
         }
         self.failures_logged = 0;
         let Some(metrics) = &self.metrics else {
+            // Nobody reads the counts: keep them from growing without end.
+            self.ctx.take_counts();
             return;
         };
+        let counts = self.ctx.take_counts();
+        for (node, (records_in, records_out)) in counts.into_iter().enumerate() {
+            let Some(name) = self.ctx.names.get(node) else {
+                continue;
+            };
+            if records_in > 0 {
+                metrics
+                    .operator_records_in
+                    .with_label_values(&[&self.application, name])
+                    .inc_by(records_in);
+            }
+            if records_out > 0 {
+                metrics
+                    .operator_records_out
+                    .with_label_values(&[&self.application, name])
+                    .inc_by(records_out);
+            }
+        }
         let mut by_task: BTreeMap<TaskId, (u64, u64)> = BTreeMap::new();
         for slot in self.slots.values_mut() {
             let counts = by_task.entry(slot.task).or_default();

@@ -141,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     app.await.context("the pipeline task panicked")??;
 
     let mut per_topic: BTreeMap<String, usize> = BTreeMap::new();
-    for (topic, _, _) in &outputs {
+    for (topic, _, _, _) in &outputs {
         *per_topic.entry(topic.clone()).or_default() += 1;
     }
     println!(
@@ -152,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
     for (topic, count) in &per_topic {
         println!("  {topic:<22} {count}");
     }
-    if let Some((_, sensor, value)) = outputs.iter().find(|(topic, _, _)| topic == "alerts") {
+    if let Some((_, _, sensor, value)) = outputs.iter().find(|(topic, _, _, _)| topic == "alerts") {
         println!("An alert from {sensor}: {}", String::from_utf8_lossy(value));
     }
     Ok(())
