@@ -203,6 +203,8 @@ impl StreamsBuilder {
             factory,
             share: None,
             policy: None,
+            stores: Vec::new(),
+            key_changed: false,
         });
         Stream::new(Rc::clone(&self.graph), id)
     }
@@ -237,6 +239,10 @@ pub(crate) fn validate_topic_name(topic: &str) -> std::result::Result<(), String
     }
     Ok(())
 }
+
+/// Operators that may give a record a key other than the one that chose
+/// its partition.
+const KEY_CHANGING: [&str; 4] = ["map", "select-key", "flat-map", "filter-map"];
 
 /// A typed stream of records with keys `K` and values `V`.
 ///
@@ -304,12 +310,52 @@ impl<K: Data, V: Data> Stream<K, V> {
         + Sync
         + 'static,
     ) -> Stream<K2, V2> {
+        self.add_node(operator, parents, tag, Vec::new(), make)
+    }
+
+    /// Adds a one-input operator that declares `stores`, so that every task
+    /// opens (and restores) them before processing.
+    pub(crate) fn add_stateful<K2: Data, V2: Data>(
+        &self,
+        operator: &'static str,
+        stores: Vec<crate::stores::StoreSpec>,
+        make: impl Fn(NodeId, Vec<(Option<usize>, Built)>, &TaskEnv) -> Result<Built>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Stream<K2, V2> {
+        {
+            let mut graph = self.graph.borrow_mut();
+            for spec in &stores {
+                if let Err(error) = state::validate_store_name(&spec.name) {
+                    graph.record_error(error.to_string());
+                }
+            }
+        }
+        self.add_node(operator, vec![self.node], None, stores, make)
+    }
+
+    fn add_node<K2: Data, V2: Data>(
+        &self,
+        operator: &'static str,
+        parents: Vec<NodeId>,
+        tag: Option<usize>,
+        stores: Vec<crate::stores::StoreSpec>,
+        make: impl Fn(NodeId, Vec<(Option<usize>, Built)>, &TaskEnv) -> Result<Built>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Stream<K2, V2> {
         let id = {
             let mut graph = self.graph.borrow_mut();
             let id = graph.nodes.len();
             let name = graph.auto_name(operator);
             let name = unique(&mut graph, name);
             let factory: Factory = Arc::new(move |children, env| make(id, children, env));
+            let key_changed = KEY_CHANGING.contains(&operator)
+                || parents
+                    .iter()
+                    .any(|p| graph.nodes.get(*p).is_some_and(|n| n.key_changed));
             graph.nodes.push(Node {
                 name,
                 kind: NodeKind::Processor { operator },
@@ -318,10 +364,22 @@ impl<K: Data, V: Data> Stream<K, V> {
                 factory,
                 share: Some(share_downstream::<K, V>),
                 policy: None,
+                stores,
+                key_changed,
             });
             id
         };
         Stream::new(Rc::clone(&self.graph), id)
+    }
+
+    /// Whether records of this stream may sit in a partition their key
+    /// does not choose (re-keyed upstream and not repartitioned since).
+    pub(crate) fn key_changed(&self) -> bool {
+        self.graph
+            .borrow()
+            .nodes
+            .get(self.node)
+            .is_some_and(|node| node.key_changed)
     }
 
     /// Adds a one-input operator whose records are `(K, V)`.
@@ -360,6 +418,7 @@ impl<K: Data, V: Data> Stream<K, V> {
             name
         };
         let name = unique(&mut graph, name);
+        let key_changed = graph.nodes.get(self.node).is_some_and(|n| n.key_changed);
         let id = graph.nodes.len();
         let kind = NodeKind::Sink {
             topic: topic.clone(),
@@ -384,6 +443,7 @@ impl<K: Data, V: Data> Stream<K, V> {
                     }
                     ctx.outputs.push(crate::record::OutputRecord {
                         topic: Arc::clone(&topic),
+                        partition: None,
                         key: Some(key),
                         value: Some(value),
                         timestamp: record.timestamp,
@@ -400,6 +460,8 @@ impl<K: Data, V: Data> Stream<K, V> {
             factory,
             share: Some(share_downstream::<K, V>),
             policy: None,
+            stores: Vec::new(),
+            key_changed,
         });
         id
     }

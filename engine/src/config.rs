@@ -77,10 +77,56 @@ pub struct StreamsConfig {
     /// removed from the group and its partitions reassigned.
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// Where tasks keep their local state: `<state_dir>/<application_id>/<task>`.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: std::path::PathBuf,
+    /// Which store backend holds local state.
+    #[serde(default)]
+    pub state_backend: StateBackend,
+    /// sled's page cache per task, in bytes.
+    #[serde(default = "default_state_cache_bytes")]
+    pub state_cache_bytes: u64,
     /// Extra librdkafka settings for every client (e.g. `security.protocol`,
     /// `sasl.mechanism`); they win over the engine's.
     #[serde(default)]
     pub client: BTreeMap<String, String>,
+}
+
+fn default_state_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("engine-state")
+}
+fn default_state_cache_bytes() -> u64 {
+    state::sled::DEFAULT_CACHE_CAPACITY_BYTES
+}
+
+/// Where local state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateBackend {
+    /// sled on disk: survives restarts, so only the changelog's tail is
+    /// replayed after a clean shutdown.
+    #[default]
+    Sled,
+    /// Memory: rebuilt from the changelog at every start.
+    Memory,
+}
+
+impl StreamsConfig {
+    /// The backend this configuration asks for.
+    pub fn backend(&self) -> std::sync::Arc<dyn state::Backend> {
+        match self.state_backend {
+            StateBackend::Sled => std::sync::Arc::new(state::sled::SledBackend::new(
+                state::sled::SledConfig::default()
+                    .with_cache_capacity_bytes(self.state_cache_bytes),
+            )),
+            StateBackend::Memory => std::sync::Arc::new(state::memory::MemoryBackend),
+        }
+    }
+
+    /// The directory of this application's local state.
+    pub fn application_state_dir(&self) -> std::path::PathBuf {
+        self.state_dir.join(&self.application_id)
+    }
 }
 
 fn default_commit_interval_ms() -> u64 {
@@ -111,6 +157,9 @@ impl StreamsConfig {
             linger_ms: default_linger_ms(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             session_timeout_ms: default_session_timeout_ms(),
+            state_dir: default_state_dir(),
+            state_backend: StateBackend::default(),
+            state_cache_bytes: default_state_cache_bytes(),
             client: BTreeMap::new(),
         }
     }
@@ -211,6 +260,30 @@ impl StreamsConfig {
             // Bounds what librdkafka prefetches per partition (default 64 MiB).
             .set("queued.max.messages.kbytes", "16384")
             .set("isolation.level", "read_committed");
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The consumer that replays changelogs: assigned partitions only, no
+    /// group membership, committed data only.
+    pub(crate) fn restore_consumer(&self, bootstrap: &str, thread: usize) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("{}-restore", self.application_id))
+            .set(
+                "client.id",
+                format!("{}-restore-{thread}", self.application_id),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("fetch.max.bytes", "52428800")
+            // Restores read to a known end: never wait long for more.
+            .set("fetch.wait.max.ms", "10");
         for (key, value) in &self.client {
             config.set(key, value);
         }

@@ -7,6 +7,10 @@
 //! completion, repartition hops included, before `pipe` returns.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+
+use state::Backend;
+use state::memory::MemoryBackend;
 use std::sync::Arc;
 
 use crate::error::{EngineError, Result};
@@ -89,7 +93,10 @@ impl TestDriverBuilder {
                     subtopology: sub,
                     partition,
                 };
-                tasks.insert(id, Task::new(&topology, id, &application_id)?);
+                // The driver keeps state in memory; its changelogs are
+                // topics of the driver like any other.
+                let state = MemoryBackend.open(Path::new("test-driver"))?;
+                tasks.insert(id, Task::new(&topology, id, &application_id, Some(&state))?);
             }
         }
         let mut source_of = HashMap::new();
@@ -297,6 +304,7 @@ impl TestDriver {
         }
         let record = OutputRecord {
             topic: topic.into(),
+            partition: None,
             key,
             value,
             timestamp,
@@ -396,6 +404,62 @@ impl TestDriver {
         self.ctx.counts.get(node).copied()
     }
 
+    /// The value of `key` in store `store`, read from whichever task holds it.
+    pub fn store_get<K: 'static, V: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Result<Option<V>> {
+        let key = key_serde.serialize(key)?;
+        for task in self.tasks.values() {
+            if let Some(open) = task.stores.iter().find(|open| open.name == store)
+                && let Some(bytes) = open.store.get(&key)?
+            {
+                return Ok(Some(value_serde.deserialize(&bytes)?));
+            }
+        }
+        if self
+            .tasks
+            .values()
+            .any(|task| task.stores.iter().any(|open| open.name == store))
+        {
+            Ok(None)
+        } else {
+            Err(EngineError::Topology(format!(
+                "the topology has no store named {store}"
+            )))
+        }
+    }
+
+    /// Every entry of store `store` across all tasks, in key-byte order.
+    pub fn store_entries<K: 'static, V: 'static>(
+        &self,
+        store: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Result<Vec<(K, V)>> {
+        let mut entries = Vec::new();
+        for task in self.tasks.values() {
+            if let Some(open) = task.stores.iter().find(|open| open.name == store) {
+                for entry in open.store.range(None, None)? {
+                    entries.push(entry?);
+                }
+            }
+        }
+        entries.sort();
+        entries
+            .into_iter()
+            .map(|(key, value)| {
+                Ok((
+                    key_serde.deserialize(&key)?,
+                    value_serde.deserialize(&value)?,
+                ))
+            })
+            .collect()
+    }
+
     /// The errors of records dropped under the skip policy.
     pub fn skipped(&self) -> &[crate::error::ProcessingError] {
         &self.skipped
@@ -408,7 +472,7 @@ impl TestDriver {
             .partitions
             .get(&topic)
             .unwrap_or(&self.default_partitions);
-        let partition = match (partition, &record.key) {
+        let partition = match (partition.or(record.partition), &record.key) {
             (Some(p), _) if (0..count).contains(&p) => p,
             (Some(p), _) => {
                 return Err(EngineError::Topics(format!(

@@ -51,6 +51,9 @@ pub enum EngineError {
     /// (e.g. a record piped into the test driver).
     #[error("serde: {0}")]
     Serde(#[from] crate::serdes::SerdeError),
+    /// A state store failed.
+    #[error("state: {0}")]
+    State(#[from] state::StateError),
     /// The engine's embedded (in-memory) cluster failed.
     #[error("embedded cluster: {0}")]
     Embedded(String),
@@ -91,6 +94,9 @@ pub enum ErrorClass {
     Processing,
     /// A user function panicked.
     Panic,
+    /// A state store could not be read or written. Not the record's fault:
+    /// it always stops the application, whatever the policy.
+    State,
 }
 
 impl ErrorClass {
@@ -101,6 +107,7 @@ impl ErrorClass {
             Self::Serialization => "serialization",
             Self::Processing => "processing",
             Self::Panic => "panic",
+            Self::State => "state",
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct EngineMetrics {
     pub commit_latency: HistogramVec,
     /// Offset commits that failed, by application.
     pub commit_failures: IntCounterVec,
+    /// Changelog records restored into stores, by application and store.
+    pub restored_records: IntCounterVec,
+    /// Changelog records still to restore, by application.
+    pub restore_remaining: IntGaugeVec,
     /// Rebalances seen, by application and kind (assign, revoke).
     pub rebalances: IntCounterVec,
     /// Partitions assigned now, by application.
@@ -111,6 +115,16 @@ impl EngineMetrics {
             commit_failures: counter(
                 "engine_commit_failures_total",
                 "Offset commits that failed.",
+                &["application"],
+            )?,
+            restored_records: counter(
+                "engine_restored_records_total",
+                "Changelog records restored into state stores.",
+                &["application", "store"],
+            )?,
+            restore_remaining: gauge(
+                "engine_restore_remaining_records",
+                "Changelog records still to restore before tasks can process.",
                 &["application"],
             )?,
             rebalances: counter(

@@ -93,6 +93,10 @@ pub(crate) fn handle_failure(
     dead_letter_topic: &Arc<str>,
 ) -> Result<Handled, EngineError> {
     ctx.outputs.clear();
+    ctx.pending.clear();
+    if error.class == crate::error::ErrorClass::State {
+        return Err(EngineError::Processing(error));
+    }
     let policy = topology
         .node_named(&error.operator)
         .map(|id| topology.policy_of(id))
@@ -107,6 +111,7 @@ pub(crate) fn handle_failure(
                 .unwrap_or(0);
             ctx.outputs.push(OutputRecord {
                 topic: Arc::clone(dead_letter_topic),
+                partition: None,
                 key: raw.key.map(<[u8]>::to_vec),
                 value: raw.value.map(<[u8]>::to_vec),
                 timestamp: raw.timestamp,

@@ -35,6 +35,8 @@ pub(crate) struct Ctx {
     pub(crate) names: Arc<[String]>,
     /// Records into and out of each node since the counts were last taken.
     pub(crate) counts: Vec<(u64, u64)>,
+    /// Store writes of the record being processed, applied when it is done.
+    pub(crate) pending: Vec<crate::stores::PendingWrite>,
 }
 
 impl Ctx {
@@ -46,6 +48,7 @@ impl Ctx {
             current: 0,
             names,
             counts,
+            pending: Vec::new(),
         }
     }
 
@@ -85,6 +88,7 @@ impl Ctx {
 
     pub(crate) fn reset(&mut self) {
         self.outputs.clear();
+        self.pending.clear();
         self.error = None;
     }
 }

@@ -52,6 +52,9 @@ pub struct RawRecord<'a> {
 pub struct OutputRecord {
     /// The destination topic (already resolved, internal topics included).
     pub topic: Arc<str>,
+    /// The partition to write to; `None` lets the key choose (murmur2).
+    /// Changelog records name their task's partition.
+    pub partition: Option<i32>,
     /// Key bytes.
     pub key: Option<Vec<u8>>,
     /// Value bytes.

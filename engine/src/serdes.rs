@@ -211,6 +211,29 @@ impl Serde<String> for Utf8 {
     }
 }
 
+/// A `u64` as 8 big-endian bytes, the layout of Kafka's own `LongSerde`
+/// (so counts are readable by Java consumers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct U64;
+
+impl Serde<u64> for U64 {
+    fn serialize_into(&self, value: &u64, buf: &mut Vec<u8>) -> Result<(), SerdeError> {
+        buf.extend_from_slice(&value.to_be_bytes());
+        Ok(())
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<u64, SerdeError> {
+        let bytes: [u8; 8] = bytes.try_into().map_err(|_| {
+            SerdeError::new("u64", format!("expected 8 bytes, got {}", bytes.len()))
+        })?;
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    fn format(&self) -> &'static str {
+        "u64"
+    }
+}
+
 /// Bytes as they are, as `Vec<u8>`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawBytes;

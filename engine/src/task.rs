@@ -2,9 +2,14 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::error::{ErrorClass, Result};
+use std::sync::Arc;
+
+use state::TaskState;
+
+use crate::error::{EngineError, ErrorClass, Result};
 use crate::processor::{Ctx, SourceFn};
 use crate::record::RawRecord;
+use crate::stores::{OpenStore, apply_pending, changelog_topic};
 use crate::topology::{TaskEnv, Topology};
 
 /// Identifies a task: a sub-topology and a partition number. Co-partitioned
@@ -32,12 +37,41 @@ pub(crate) struct Task {
     /// Resolved topic → source index; a task reads one or a few topics, so
     /// a scan beats hashing the name of every record.
     routes: Vec<(String, usize)>,
+    /// The task's stores, in the sub-topology's declaration order.
+    pub(crate) stores: Vec<OpenStore>,
 }
 
 impl Task {
-    pub(crate) fn new(topology: &Topology, id: TaskId, application_id: &str) -> Result<Self> {
+    /// Builds the task, opening its stores from `state` (which must be
+    /// given when the sub-topology declares stores).
+    pub(crate) fn new(
+        topology: &Topology,
+        id: TaskId,
+        application_id: &str,
+        state: Option<&Arc<dyn TaskState>>,
+    ) -> Result<Self> {
+        let specs = topology
+            .stores
+            .get(id.subtopology)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut stores = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let state = state.ok_or_else(|| {
+                EngineError::Internal(format!("task {id} has stores but no state to open them in"))
+            })?;
+            stores.push(OpenStore {
+                name: spec.name.clone(),
+                store: state.key_value_store(&spec.name)?,
+                changelog: Some((
+                    changelog_topic(application_id, &spec.name).into(),
+                    id.partition,
+                )),
+            });
+        }
         let env = TaskEnv {
             application_id: application_id.to_owned(),
+            stores: stores.clone(),
         };
         let (sources, routes) = topology.instantiate(id.subtopology, &env)?;
         let span = tracing::info_span!(
@@ -51,6 +85,7 @@ impl Task {
             span,
             sources,
             routes: routes.into_iter().collect(),
+            stores,
         })
     }
 
@@ -78,6 +113,19 @@ impl Task {
             let node = ctx.current;
             ctx.error = None;
             ctx.fail(node, ErrorClass::Panic, message);
+        }
+        // The record is done: its store writes take effect (and go to the
+        // changelog) only if nothing failed.
+        if ctx.error.is_none()
+            && !ctx.pending.is_empty()
+            && let Err(error) = apply_pending(&self.stores, ctx)
+        {
+            let node = ctx.current;
+            ctx.fail(
+                node,
+                ErrorClass::State,
+                format!("writing the store: {error}"),
+            );
         }
     }
 }

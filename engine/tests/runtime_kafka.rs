@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use engine::serdes::{Json, Utf8};
 use engine::{Cluster, KafkaStreams, StreamsBuilder, StreamsConfig, Topology};
 use futures::StreamExt;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+
+mod common;
+use common::*;
 
 const PARTITIONS: i32 = 6;
 
@@ -31,19 +31,6 @@ struct Enriched {
     key: String,
     seq: u64,
     group: String,
-}
-
-fn config(app: &str) -> StreamsConfig {
-    let mut config =
-        StreamsConfig::new(app).bootstrap_servers(Some(testkit::kafka().bootstrap_servers()));
-    config.commit_interval_ms = 200;
-    config.shutdown_timeout_ms = 10_000;
-    config.session_timeout_ms = 6_000;
-    config
-}
-
-fn cluster() -> Cluster {
-    Cluster::kafka(testkit::kafka().bootstrap_servers())
 }
 
 /// input (key, Item) → enrich → output, 1:1; with an optional busy-wait per
@@ -97,182 +84,6 @@ async fn produce_items(topic: &str, count: u64, keys: u64) -> Vec<(i32, i64)> {
     }))
     .buffered(20_000);
     sends.collect().await
-}
-
-async fn produce_raw(topic: &str, records: Vec<(String, Vec<u8>)>) -> Vec<(i32, i64)> {
-    let producer: FutureProducer = testkit::kafka()
-        .client_config()
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap();
-    let sends = futures::stream::iter(records.into_iter().map(|(key, value)| {
-        let producer = &producer;
-        async move {
-            let delivery = producer
-                .send(
-                    FutureRecord::to(topic).key(&key).payload(&value),
-                    Duration::from_secs(30),
-                )
-                .await
-                .unwrap();
-            (delivery.partition, delivery.offset)
-        }
-    }))
-    .buffered(20_000);
-    sends.collect().await
-}
-
-/// A record read back: partition, offset, key, value, headers.
-type Read = (i32, i64, String, Vec<u8>, Vec<(String, Vec<u8>)>);
-
-/// Reads `topic` from the start until `count` records arrived.
-async fn read_records(topic: &str, count: usize) -> Vec<Read> {
-    let consumer: StreamConsumer = testkit::kafka()
-        .client_config()
-        .set("group.id", testkit::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut records = Vec::with_capacity(count);
-    while records.len() < count {
-        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "only {} of {count} records arrived in {topic}",
-                    records.len()
-                )
-            })
-            .unwrap();
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        records.push((
-            message.partition(),
-            message.offset(),
-            String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            message.payload().unwrap_or_default().to_vec(),
-            headers,
-        ));
-    }
-    records
-}
-
-fn metadata_consumer(group: &str) -> BaseConsumer {
-    testkit::kafka()
-        .client_config()
-        .set("group.id", group)
-        .create()
-        .unwrap()
-}
-
-/// Records in `topic` (sum of log end offsets; topics here are never truncated).
-fn topic_size(topic: &str) -> i64 {
-    let consumer = metadata_consumer("sizer");
-    (0..PARTITIONS)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .sum()
-}
-
-/// The group's committed offset on each partition of `topic` (0 when none).
-fn committed(group: &str, topic: &str) -> Vec<i64> {
-    let consumer = metadata_consumer(group);
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(list, Duration::from_secs(10))
-        .unwrap();
-    (0..PARTITIONS)
-        .map(
-            |p| match committed.find_partition(topic, p).unwrap().offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            },
-        )
-        .collect()
-}
-
-fn end_offsets(topic: &str) -> Vec<i64> {
-    let consumer = metadata_consumer("ends");
-    (0..PARTITIONS)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap()
-                .1
-        })
-        .collect()
-}
-
-/// Polls `condition` every 50 ms until it holds, failing after `limit`.
-async fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<engine::Result<()>>,
-    registry: prometheus::Registry,
-}
-
-impl Running {
-    fn start(topology: Topology, config: StreamsConfig) -> Self {
-        let registry = prometheus::Registry::new();
-        let streams = KafkaStreams::new(topology, config, cluster())
-            .unwrap()
-            .with_metrics(&registry)
-            .unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(streams.run(async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            stop: Some(stop),
-            handle,
-            registry,
-        }
-    }
-
-    fn gauge(&self, name: &str) -> i64 {
-        self.registry
-            .gather()
-            .iter()
-            .filter(|family| family.name() == name)
-            .flat_map(|family| {
-                family
-                    .get_metric()
-                    .iter()
-                    .map(|m| m.get_gauge().get_value() as i64)
-            })
-            .sum()
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.handle.await.unwrap().unwrap();
-    }
 }
 
 /// 100,000 records over 6 partitions, re-keyed with `select_key` and moved

@@ -1,8 +1,10 @@
 //! The operators of [`Stream`](crate::Stream), one per file.
 
+mod aggregate;
 mod filter;
 mod filter_map;
 mod flat_map;
+pub(crate) mod group;
 mod map;
 mod map_values;
 mod merge;
@@ -13,5 +15,6 @@ mod split;
 mod to;
 mod try_map_values;
 
+pub use group::GroupedStream;
 pub use repartition::Repartitioned;
 pub use split::{Branches, Splitter};

@@ -12,6 +12,7 @@
 //! drained and what is done is committed before partitions are given up.
 
 mod progress;
+mod restore;
 mod thread;
 
 use std::collections::HashMap;
@@ -116,6 +117,34 @@ impl KafkaStreams {
             known.insert((*name).clone(), **wanted);
         }
         let tasks = self.topology.task_counts(&known)?;
+        // Changelogs: compacted (only the latest value per key matters),
+        // one partition per task of the store's sub-topology.
+        for (sub, specs) in self.topology.stores.iter().enumerate() {
+            let wanted = tasks.get(sub).copied().unwrap_or(1);
+            for spec in specs {
+                let topic = crate::stores::changelog_topic(application, &spec.name);
+                match self
+                    .cluster
+                    .partition_counts(std::slice::from_ref(&topic))?
+                    .get(&topic)
+                {
+                    Some(have) if *have == wanted => {}
+                    Some(have) => {
+                        return Err(EngineError::Topics(format!(
+                            "changelog {topic} has {have} partitions but store {} has {wanted} \
+                             tasks; reset the application to resize it",
+                            spec.name
+                        )));
+                    }
+                    None => self.cluster.create_topic(
+                        &topic,
+                        wanted,
+                        &[("cleanup.policy", "compact")],
+                    )?,
+                }
+                known.insert(TopicName::External(topic), wanted);
+            }
+        }
         let dead_letter_topic = self.topology.dead_letter_topic(application);
         if self
             .cluster

@@ -82,11 +82,6 @@ impl Progress {
     pub(crate) fn in_flight(&self) -> u64 {
         self.pending.iter().map(|(_, n)| u64::from(*n)).sum()
     }
-
-    /// One past the last processed offset.
-    pub(crate) fn position(&self) -> Option<i64> {
-        self.next
-    }
 }
 
 #[cfg(test)]

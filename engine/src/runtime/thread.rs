@@ -20,18 +20,23 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
+use std::path::PathBuf;
+
+use state::{Backend, TaskState};
+
 use super::progress::Progress;
+use super::restore::{self, ChangelogRestore, Restoring};
 use crate::config::StreamsConfig;
 use crate::error::{EngineError, Result};
 use crate::metrics::EngineMetrics;
 use crate::policy::{Handled, handle_failure};
 use crate::processor::Ctx;
 use crate::record::{OutputRecord, RawRecord};
+use crate::stores::changelog_topic;
 use crate::task::{Task, TaskId};
 use crate::topology::Topology;
 
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-const LAG_INTERVAL: Duration = Duration::from_secs(5);
 const FAILURES_LOGGED_PER_INTERVAL: u32 = 10;
 /// Records processed between looks at delivery reports and the clock.
 const HOUSEKEEPING_EVERY: u32 = 32;
@@ -152,6 +157,15 @@ struct ThreadState {
     drain_timeout: Duration,
     /// Failed records seen since the last commit.
     failures_logged: u32,
+    /// Where tasks' local state lives, and how it is kept.
+    backend: Arc<dyn Backend>,
+    state_root: PathBuf,
+    /// Open state of the tasks that have stores.
+    task_states: BTreeMap<TaskId, Arc<dyn TaskState>>,
+    /// Tasks replaying their changelogs; their input is paused meanwhile.
+    restoring: BTreeMap<TaskId, Restoring>,
+    /// Reads changelogs during restores (assigned, never subscribed).
+    restore_consumer: BaseConsumer,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,9 +177,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The consumer's context: rebalances create and retire tasks.
 struct StreamContext {
     state: Arc<Mutex<ThreadState>>,
+    /// Consumer lag comes from librdkafka's statistics, which know the log
+    /// end of every fetched partition: no request of our own, nothing that
+    /// could block the processing loop.
+    lag: Option<(EngineMetrics, String)>,
 }
 
-impl ClientContext for StreamContext {}
+impl ClientContext for StreamContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some((metrics, application)) = &self.lag else {
+            return;
+        };
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; a
+                // negative lag means unknown yet.
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    metrics
+                        .consumer_lag
+                        .with_label_values(&[application, topic, &partition.to_string()])
+                        .set(stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for StreamContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -174,9 +210,9 @@ impl ConsumerContext for StreamContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(partitions) => lock(&self.state).assign(partitions),
+            Rebalance::Assign(partitions) => lock(&self.state).assign(consumer, partitions),
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => warn!(%error, "Rebalance failed."),
         }
@@ -197,7 +233,7 @@ impl ConsumerContext for StreamContext {
 }
 
 impl ThreadState {
-    fn assign(&mut self, partitions: &TopicPartitionList) {
+    fn assign(&mut self, consumer: &BaseConsumer<StreamContext>, partitions: &TopicPartitionList) {
         for element in partitions.elements() {
             let (topic, partition) = (element.topic(), element.partition());
             let Some(&subtopology) = self.source_of.get(topic) else {
@@ -212,7 +248,15 @@ impl ThreadState {
                 partition,
             };
             if !self.tasks.contains_key(&id) {
-                match Task::new(&self.topology, id, &self.application) {
+                let state = match self.open_state(id) {
+                    Ok(state) => state,
+                    Err(error) => {
+                        error!(%error, task = %id, "Cannot open the task's state.");
+                        self.fatal.get_or_insert(error);
+                        continue;
+                    }
+                };
+                match Task::new(&self.topology, id, &self.application, state.as_ref()) {
                     Ok(task) => {
                         info!(application = self.application, task = %id, "Created task.");
                         self.tasks.insert(id, task);
@@ -245,8 +289,307 @@ impl ThreadState {
                 by_partition.resize(index + 1, None);
             }
             by_partition[index] = Some(slot);
+            if let Some(restoring) = self.restoring.get_mut(&id) {
+                restoring.inputs.push((topic.to_owned(), partition));
+            }
         }
+        // Tasks with changelogs to replay wait for it: pause their input.
+        let mut paused = TopicPartitionList::new();
+        for restoring in self.restoring.values() {
+            for (topic, partition) in &restoring.inputs {
+                paused.add_partition(topic, *partition);
+            }
+        }
+        if paused.count() > 0
+            && let Err(error) = consumer.pause(&paused)
+        {
+            error!(%error, "Cannot pause the input of restoring tasks.");
+            self.fatal
+                .get_or_insert(EngineError::kafka("pausing restoring tasks", error));
+        }
+        self.publish_restore_remaining();
         self.publish_assignment("assign");
+    }
+
+    /// Opens task `id`'s state when its sub-topology has stores, and plans
+    /// the restore of every store whose changelog holds more than it does.
+    fn open_state(&mut self, id: TaskId) -> Result<Option<Arc<dyn TaskState>>> {
+        let specs = self
+            .topology
+            .stores
+            .get(id.subtopology)
+            .cloned()
+            .unwrap_or_default();
+        if specs.is_empty() {
+            return Ok(None);
+        }
+        let dir = restore::task_dir(&self.state_root, &id);
+        let (state, starts) = restore::open_task_state(self.backend.as_ref(), &dir, &specs)?;
+        let mut changelogs = Vec::new();
+        for (index, (spec, start)) in specs.iter().zip(starts).enumerate() {
+            let topic = changelog_topic(&self.application, &spec.name);
+            let (_, end) = self
+                .restore_consumer
+                .fetch_watermarks(&topic, id.partition, Duration::from_secs(30))
+                .map_err(|error| {
+                    EngineError::kafka(format!("reading the end of {topic}"), error)
+                })?;
+            let mut start = start;
+            if start > end {
+                // The changelog is shorter than the checkpoint says (it was
+                // recreated): the local store cannot be trusted.
+                warn!(
+                    topic,
+                    partition = id.partition,
+                    start,
+                    end,
+                    "Changelog is behind the checkpoint; restoring from scratch."
+                );
+                state.key_value_store(&spec.name)?.clear()?;
+                start = 0;
+            }
+            if start < end {
+                changelogs.push(ChangelogRestore {
+                    store: index,
+                    store_name: spec.name.clone(),
+                    topic,
+                    partition: id.partition,
+                    position: start,
+                    end,
+                });
+            }
+        }
+        if !changelogs.is_empty() {
+            let remaining: i64 = changelogs.iter().map(|c| c.end - c.position).sum();
+            info!(task = %id, remaining, "Restoring the task's stores before it processes input.");
+            self.start_restoring(&changelogs);
+            self.restoring.insert(
+                id,
+                Restoring {
+                    changelogs,
+                    inputs: Vec::new(),
+                    restored: 0,
+                    started: Instant::now(),
+                },
+            );
+        }
+        self.task_states.insert(id, Arc::clone(&state));
+        Ok(Some(state))
+    }
+
+    /// Adds changelogs to the restore consumer, each from its position.
+    /// Incremental, so the fetches of other restores go on undisturbed.
+    fn start_restoring(&mut self, changelogs: &[ChangelogRestore]) {
+        let mut list = TopicPartitionList::new();
+        for changelog in changelogs {
+            if let Err(error) = list.add_partition_offset(
+                &changelog.topic,
+                changelog.partition,
+                Offset::Offset(changelog.position),
+            ) {
+                warn!(%error, topic = changelog.topic, "Cannot list a changelog to restore.");
+            }
+        }
+        if let Err(error) = self.restore_consumer.incremental_assign(&list) {
+            error!(%error, "Cannot assign changelogs to the restore consumer.");
+            self.fatal
+                .get_or_insert(EngineError::kafka("assigning changelogs", error));
+        }
+    }
+
+    /// Removes changelogs from the restore consumer.
+    fn stop_restoring(&mut self, changelogs: &[ChangelogRestore]) {
+        let mut list = TopicPartitionList::new();
+        for changelog in changelogs {
+            list.add_partition(&changelog.topic, changelog.partition);
+        }
+        if let Err(error) = self.restore_consumer.incremental_unassign(&list) {
+            warn!(%error, "Cannot unassign changelogs from the restore consumer.");
+        }
+    }
+
+    fn publish_restore_remaining(&self) {
+        if let Some(metrics) = &self.metrics {
+            let remaining: i64 = self.restoring.values().map(Restoring::remaining).sum();
+            metrics
+                .restore_remaining
+                .with_label_values(&[&self.application])
+                .set(remaining);
+        }
+    }
+
+    /// Applies up to a batch of changelog records; resumes the input of
+    /// tasks whose stores have caught up. Returns whether anything moved.
+    fn restore_step(&mut self, consumer: &BaseConsumer<StreamContext>) -> bool {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let mut applied = 0u64;
+        let mut idle = false;
+        while applied < 10_000 && Instant::now() < deadline {
+            // Wait a little for the first record, not at all for the rest.
+            let wait = if applied == 0 {
+                Duration::from_millis(10)
+            } else {
+                Duration::ZERO
+            };
+            let message = match self.restore_consumer.poll(wait) {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    warn!(%error, "Restore consumer error.");
+                    break;
+                }
+                None => {
+                    idle = true;
+                    break;
+                }
+            };
+            let (topic, partition, offset) =
+                (message.topic(), message.partition(), message.offset());
+            let Some((id, restoring)) = self.restoring.iter_mut().find(|(_, r)| {
+                r.changelogs
+                    .iter()
+                    .any(|c| c.topic == topic && c.partition == partition)
+            }) else {
+                continue;
+            };
+            let Some(changelog) = restoring
+                .changelogs
+                .iter_mut()
+                .find(|c| c.topic == topic && c.partition == partition)
+            else {
+                continue;
+            };
+            let Some(store) = self
+                .tasks
+                .get(id)
+                .and_then(|task| task.stores.get(changelog.store))
+            else {
+                continue;
+            };
+            if let Some(key) = message.key() {
+                let written = match message.payload() {
+                    Some(value) => store.store.put(key, value),
+                    None => store.store.delete(key),
+                };
+                if let Err(error) = written {
+                    error!(%error, store = changelog.store_name, "Restoring a store failed.");
+                    self.fatal.get_or_insert(error.into());
+                    return false;
+                }
+            }
+            changelog.position = changelog.position.max(offset + 1);
+            restoring.restored += 1;
+            applied += 1;
+            if let Some(metrics) = &self.metrics {
+                metrics
+                    .restored_records
+                    .with_label_values(&[&self.application, &changelog.store_name])
+                    .inc();
+            }
+        }
+        if idle {
+            // Transaction markers take offsets but are never delivered: ask
+            // where the consumer really is.
+            if let Ok(positions) = self.restore_consumer.position() {
+                for restoring in self.restoring.values_mut() {
+                    for changelog in &mut restoring.changelogs {
+                        if let Some(Offset::Offset(position)) = positions
+                            .find_partition(&changelog.topic, changelog.partition)
+                            .map(|e| e.offset())
+                        {
+                            changelog.position = changelog.position.max(position);
+                        }
+                    }
+                }
+            }
+        }
+        let done: Vec<TaskId> = self
+            .restoring
+            .iter()
+            .filter(|(_, r)| r.done())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &done {
+            if let Some(restoring) = self.restoring.remove(id) {
+                self.stop_restoring(&restoring.changelogs);
+                let mut inputs = TopicPartitionList::new();
+                for (topic, partition) in &restoring.inputs {
+                    inputs.add_partition(topic, *partition);
+                }
+                if let Err(error) = consumer.resume(&inputs) {
+                    self.fatal
+                        .get_or_insert(EngineError::kafka("resuming a restored task", error));
+                }
+                let seconds = restoring.started.elapsed().as_secs_f64();
+                info!(
+                    task = %id,
+                    records = restoring.restored,
+                    seconds,
+                    rate = (restoring.restored as f64 / seconds.max(1e-6)) as u64,
+                    "Restored the task's stores; processing input."
+                );
+            }
+        }
+        if !done.is_empty() || applied > 0 {
+            self.publish_restore_remaining();
+        }
+        applied > 0 || !done.is_empty()
+    }
+
+    /// Flushes task `id`'s state and records up to where it holds its
+    /// changelogs, so the next start replays only what came after.
+    fn checkpoint(&self, id: TaskId) {
+        let Some(state) = self.task_states.get(&id) else {
+            return;
+        };
+        if !self.backend.is_persistent() {
+            return;
+        }
+        if let Err(error) = state.flush() {
+            warn!(%error, task = %id, "Cannot flush the task's state; it will be rebuilt next time.");
+            return;
+        }
+        let mut offsets = BTreeMap::new();
+        let specs = self
+            .topology
+            .stores
+            .get(id.subtopology)
+            .cloned()
+            .unwrap_or_default();
+        for spec in &specs {
+            let restoring = self.restoring.get(&id).and_then(|r| {
+                r.changelogs
+                    .iter()
+                    .find(|c| c.store_name == spec.name)
+                    .map(|c| c.position)
+            });
+            let offset = match restoring {
+                Some(position) => position,
+                None => {
+                    // Every write of ours is acknowledged by now (the
+                    // producer was flushed): the log end covers them all.
+                    let topic = changelog_topic(&self.application, &spec.name);
+                    match self.restore_consumer.fetch_watermarks(
+                        &topic,
+                        id.partition,
+                        Duration::from_secs(10),
+                    ) {
+                        Ok((_, end)) => end,
+                        Err(error) => {
+                            warn!(%error, topic, "Cannot read a changelog's end; no checkpoint.");
+                            return;
+                        }
+                    }
+                }
+            };
+            offsets.insert(spec.name.clone(), offset);
+        }
+        let dir = restore::task_dir(&self.state_root, &id);
+        match restore::write_checkpoint(&dir, &offsets) {
+            Ok(()) => debug!(task = %id, ?offsets, "Checkpointed the task's state."),
+            Err(error) => {
+                warn!(%error, task = %id, "Cannot write a checkpoint; the state will be rebuilt next time.");
+            }
+        }
     }
 
     /// Before partitions are taken away: wait for in-flight outputs, commit
@@ -280,13 +623,22 @@ impl ThreadState {
         }
         let live: std::collections::BTreeSet<TaskId> =
             self.slots.values().map(|s| s.task).collect();
-        self.tasks.retain(|id, _| {
-            let keep = live.contains(id);
-            if !keep {
-                info!(task = %id, "Closed task.");
+        let closing: Vec<TaskId> = self
+            .tasks
+            .keys()
+            .filter(|id| !live.contains(id))
+            .copied()
+            .collect();
+        for id in closing {
+            self.checkpoint(id);
+            if let Some(restoring) = self.restoring.remove(&id) {
+                self.stop_restoring(&restoring.changelogs);
             }
-            keep
-        });
+            self.task_states.remove(&id);
+            self.tasks.remove(&id);
+            info!(task = %id, "Closed task.");
+        }
+        self.publish_restore_remaining();
         self.publish_assignment("revoke");
     }
 
@@ -429,6 +781,9 @@ impl ThreadState {
             });
         }
         let mut record = BaseRecord::with_opaque_to(&output.topic, id).timestamp(output.timestamp);
+        if let Some(partition) = output.partition {
+            record = record.partition(partition);
+        }
         if let Some(key) = &output.key {
             record = record.key(key);
         }
@@ -632,6 +987,10 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             reports: Mutex::new(Vec::new()),
         })
         .map_err(|error| EngineError::kafka("creating the producer", error))?;
+    let restore_consumer: BaseConsumer = config
+        .restore_consumer(&bootstrap, index)
+        .create()
+        .map_err(|error| EngineError::kafka("creating the restore consumer", error))?;
     let state = Arc::new(Mutex::new(ThreadState {
         application: application.clone(),
         ctx: Ctx::new(topology.node_names()),
@@ -648,11 +1007,23 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         metrics: metrics.clone(),
         drain_timeout: config.shutdown_timeout(),
         failures_logged: 0,
+        backend: config.backend(),
+        state_root: config.application_state_dir(),
+        task_states: BTreeMap::new(),
+        restoring: BTreeMap::new(),
+        restore_consumer,
     }));
     let consumer: BaseConsumer<StreamContext> = config
         .consumer(&bootstrap)
+        .set(
+            "statistics.interval.ms",
+            if metrics.is_some() { "5000" } else { "0" },
+        )
         .create_with_context(StreamContext {
             state: Arc::clone(&state),
+            lag: metrics
+                .clone()
+                .map(|metrics| (metrics, application.clone())),
         })
         .map_err(|error| EngineError::kafka("creating the consumer", error))?;
     let mut topics: Vec<&str> = source_of.keys().map(String::as_str).collect();
@@ -669,15 +1040,33 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
 
     let commit_interval = config.commit_interval();
     let mut next_commit = Instant::now() + commit_interval;
-    let mut next_lag = Instant::now() + LAG_INTERVAL;
     let mut outcome = Ok(());
     let latency = metrics
         .as_ref()
         .map(|metrics| metrics.process_latency.with_label_values(&[&application]));
     let mut busy = 0u32;
     while !stop.load(Ordering::Relaxed) {
+        // Restores run a batch at a time between polls, so a long restore
+        // never keeps the consumer from the group.
+        let restoring = {
+            let mut state = lock(&state);
+            if state.restoring.is_empty() {
+                false
+            } else {
+                state.restore_step(&consumer);
+                if let Some(error) = state.fatal.take() {
+                    outcome = Err(error);
+                    break;
+                }
+                !state.restoring.is_empty()
+            }
+        };
         // Never hold the state while polling: rebalance callbacks take it.
-        let polled = consumer.poll(POLL_TIMEOUT);
+        let polled = consumer.poll(if restoring {
+            Duration::ZERO
+        } else {
+            POLL_TIMEOUT
+        });
         let mut state = lock(&state);
         match polled {
             Some(Ok(message)) => {
@@ -715,12 +1104,6 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             state.publish_counts();
             next_commit = now + commit_interval;
         }
-        if now >= next_lag {
-            if let Some(metrics) = state.metrics.clone() {
-                report_lag(&consumer, &state, &metrics);
-            }
-            next_lag = now + LAG_INTERVAL;
-        }
     }
 
     // Drain: every output handed over is acknowledged (or the deadline
@@ -734,6 +1117,13 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         state.drain_deliveries();
         state.commit(&consumer, CommitMode::Sync, None);
         state.publish_counts();
+        if outcome.is_ok() && state.fatal.is_none() {
+            // Only a clean stop may vouch for the local state.
+            let tasks: Vec<TaskId> = state.tasks.keys().copied().collect();
+            for id in tasks {
+                state.checkpoint(id);
+            }
+        }
         if let Some(error) = state.fatal.take() {
             outcome = outcome.and(Err(error));
         }
@@ -743,24 +1133,4 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
     drop(consumer);
     info!(application, thread = index, "Stream thread stopped.");
     outcome
-}
-
-fn report_lag(
-    consumer: &BaseConsumer<StreamContext>,
-    state: &ThreadState,
-    metrics: &EngineMetrics,
-) {
-    for slot in state.slots.values() {
-        let Some(position) = slot.progress.position() else {
-            continue;
-        };
-        if let Ok((_, high)) =
-            consumer.fetch_watermarks(&slot.topic, slot.partition, Duration::from_millis(500))
-        {
-            metrics
-                .consumer_lag
-                .with_label_values(&[&state.application, &slot.topic, &slot.partition.to_string()])
-                .set((high - position).max(0));
-        }
-    }
 }

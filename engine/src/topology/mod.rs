@@ -69,9 +69,23 @@ pub(crate) type Factory =
 pub(crate) type Share = fn(Built, usize) -> Result<Vec<Built>>;
 
 /// What a factory may know about the task it builds for.
-#[derive(Debug, Clone)]
 pub(crate) struct TaskEnv {
     pub(crate) application_id: String,
+    /// The task's opened stores.
+    pub(crate) stores: Vec<crate::stores::OpenStore>,
+}
+
+impl TaskEnv {
+    /// The index and handle of the task's store `name`.
+    pub(crate) fn store(&self, name: &str) -> Result<(usize, Arc<dyn state::KeyValueStore>)> {
+        self.stores
+            .iter()
+            .position(|open| open.name == name)
+            .map(|index| (index, Arc::clone(&self.stores[index].store)))
+            .ok_or_else(|| {
+                EngineError::Internal(format!("store {name} was not opened for the task"))
+            })
+    }
 }
 
 pub(crate) struct Node {
@@ -83,6 +97,11 @@ pub(crate) struct Node {
     pub(crate) factory: Factory,
     pub(crate) share: Option<Share>,
     pub(crate) policy: Option<ErrorPolicy>,
+    /// Stores the node declares.
+    pub(crate) stores: Vec<crate::stores::StoreSpec>,
+    /// Whether records may carry a key other than the one that placed them
+    /// in their partition (a re-key upstream, not yet repartitioned).
+    pub(crate) key_changed: bool,
 }
 
 /// A repartition topic and the partition count it asks for.
@@ -102,6 +121,8 @@ pub struct Topology {
     pub(crate) subtopologies: Vec<Vec<NodeId>>,
     /// Source topics of each sub-topology, with the source node reading them.
     pub(crate) source_topics: Vec<BTreeMap<TopicName, NodeId>>,
+    /// Stores of each sub-topology, in declaration order.
+    pub(crate) stores: Vec<Vec<crate::stores::StoreSpec>>,
     pub(crate) internal_topics: Vec<InternalTopic>,
     pub(crate) default_policy: ErrorPolicy,
     pub(crate) dead_letter_topic: Option<String>,
@@ -215,11 +236,27 @@ impl Topology {
                 )));
             }
         }
+        let mut stores: Vec<Vec<crate::stores::StoreSpec>> = vec![Vec::new(); subtopologies.len()];
+        let mut store_names = std::collections::HashSet::new();
+        for (sub, ids) in subtopologies.iter().enumerate() {
+            for &id in ids {
+                for spec in &nodes[id].stores {
+                    if !store_names.insert(spec.name.clone()) {
+                        return Err(EngineError::Topology(format!(
+                            "two stores are named {:?}; store names must be unique",
+                            spec.name
+                        )));
+                    }
+                    stores[sub].push(spec.clone());
+                }
+            }
+        }
         Ok(Self {
             nodes,
             children,
             subtopologies,
             source_topics,
+            stores,
             internal_topics,
             default_policy,
             dead_letter_topic,
