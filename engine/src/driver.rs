@@ -119,6 +119,7 @@ impl TestDriverBuilder {
             ctx,
             dead_letter_topic,
             round_robin: 0,
+            wall_clock: 0,
             skipped: Vec::new(),
         })
     }
@@ -196,6 +197,8 @@ pub struct TestDriver {
     ctx: Ctx,
     dead_letter_topic: Arc<str>,
     round_robin: usize,
+    /// The driver's wall clock, in milliseconds; moved by `advance_wall_clock`.
+    wall_clock: i64,
     skipped: Vec<crate::error::ProcessingError>,
 }
 
@@ -312,6 +315,50 @@ impl TestDriver {
         };
         let mut queue = VecDeque::new();
         queue.push_back(self.append(record, partition)?);
+        while let Some((topic, index)) = queue.pop_front() {
+            for written in self.process(&topic, index)? {
+                if self.source_of.contains_key(written.0.as_str()) {
+                    queue.push_back(written);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The driver's wall clock, in milliseconds (it starts at 0).
+    pub fn wall_clock(&self) -> i64 {
+        self.wall_clock
+    }
+
+    /// Moves the driver's wall clock forward and lets every task act on it
+    /// (e.g. windows closing on an idle partition), processing whatever
+    /// that writes to repartition topics.
+    pub fn advance_wall_clock(&mut self, by: std::time::Duration) -> Result<()> {
+        self.wall_clock = self
+            .wall_clock
+            .saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
+        let ids: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.has_ticks())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut queue = VecDeque::new();
+        for id in ids {
+            let Some(task) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            task.tick(self.wall_clock, &mut self.ctx);
+            if let Some(error) = self.ctx.error.take() {
+                return Err(EngineError::Processing(error));
+            }
+            for record in std::mem::take(&mut self.ctx.outputs) {
+                let written = self.append(record, None)?;
+                if self.source_of.contains_key(written.0.as_str()) {
+                    queue.push_back(written);
+                }
+            }
+        }
         while let Some((topic, index)) = queue.pop_front() {
             for written in self.process(&topic, index)? {
                 if self.source_of.contains_key(written.0.as_str()) {
@@ -521,7 +568,7 @@ impl TestDriver {
             key: stored.record.key.as_deref(),
             value: stored.record.value.as_deref(),
         };
-        task.process(&raw, &mut self.ctx);
+        task.process(&raw, self.wall_clock, &mut self.ctx);
         if let Some(error) = self.ctx.error.take() {
             match handle_failure(
                 &self.topology,

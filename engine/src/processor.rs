@@ -18,6 +18,9 @@ pub(crate) type Downstream<K, V> = Box<dyn FnMut(Record<K, V>, &mut Ctx) + Send>
 /// The entry point of a source node in one task: decodes and forwards.
 pub(crate) type SourceFn = Box<dyn FnMut(&RawRecord<'_>, &mut Ctx) + Send>;
 
+/// A node's callback as wall-clock time passes (e.g. closing idle windows).
+pub(crate) type TickFn = Box<dyn FnMut(&mut Ctx) + Send>;
+
 /// A node's built instance, type-erased until its parent takes it.
 pub(crate) type Built = Box<dyn Any + Send>;
 
@@ -37,6 +40,10 @@ pub(crate) struct Ctx {
     pub(crate) counts: Vec<(u64, u64)>,
     /// Store writes of the record being processed, applied when it is done.
     pub(crate) pending: Vec<crate::stores::PendingWrite>,
+    /// The task's stream time: the largest record timestamp it has seen.
+    pub(crate) stream_time: i64,
+    /// Wall-clock time in milliseconds (the test driver's own clock there).
+    pub(crate) wall_clock: i64,
 }
 
 impl Ctx {
@@ -49,6 +56,8 @@ impl Ctx {
             names,
             counts,
             pending: Vec::new(),
+            stream_time: i64::MIN,
+            wall_clock: 0,
         }
     }
 

@@ -192,4 +192,24 @@ impl<K: 'static, V: 'static> KvStore<K, V> {
             }
         }
     }
+
+    /// Buffers the deletion of `key` until the record is done.
+    pub(crate) fn delete(&self, key: Vec<u8>, timestamp: i64, ctx: &mut Ctx) {
+        ctx.pending.push(PendingWrite {
+            store: self.index,
+            key,
+            value: None,
+            timestamp,
+        });
+    }
+
+    /// Buffers `key = value` for an already encoded value.
+    pub(crate) fn put_raw(&self, key: Vec<u8>, value: Vec<u8>, timestamp: i64, ctx: &mut Ctx) {
+        ctx.pending.push(PendingWrite {
+            store: self.index,
+            key,
+            value: Some(value),
+            timestamp,
+        });
+    }
 }

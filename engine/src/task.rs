@@ -39,6 +39,10 @@ pub(crate) struct Task {
     routes: Vec<(String, usize)>,
     /// The task's stores, in the sub-topology's declaration order.
     pub(crate) stores: Vec<OpenStore>,
+    /// The largest record timestamp seen.
+    stream_time: i64,
+    /// Callbacks as wall-clock time passes.
+    ticks: Vec<crate::processor::TickFn>,
 }
 
 impl Task {
@@ -72,6 +76,7 @@ impl Task {
         let env = TaskEnv {
             application_id: application_id.to_owned(),
             stores: stores.clone(),
+            ticks: std::cell::RefCell::new(Vec::new()),
         };
         let (sources, routes) = topology.instantiate(id.subtopology, &env)?;
         let span = tracing::info_span!(
@@ -86,14 +91,19 @@ impl Task {
             sources,
             routes: routes.into_iter().collect(),
             stores,
+            stream_time: i64::MIN,
+            ticks: env.ticks.into_inner(),
         })
     }
 
     /// Runs one input record through the task. Its outputs, or its error,
     /// are left in `ctx` (which is reset first). A panic in user code is
     /// caught and becomes an error of class `panic`.
-    pub(crate) fn process(&mut self, raw: &RawRecord<'_>, ctx: &mut Ctx) {
+    pub(crate) fn process(&mut self, raw: &RawRecord<'_>, now: i64, ctx: &mut Ctx) {
         ctx.reset();
+        self.stream_time = self.stream_time.max(raw.timestamp);
+        ctx.stream_time = self.stream_time;
+        ctx.wall_clock = now;
         let Some(&(_, source)) = self.routes.iter().find(|(topic, _)| topic == raw.topic) else {
             ctx.fail(
                 0,
@@ -116,6 +126,37 @@ impl Task {
         }
         // The record is done: its store writes take effect (and go to the
         // changelog) only if nothing failed.
+        if ctx.error.is_none()
+            && !ctx.pending.is_empty()
+            && let Err(error) = apply_pending(&self.stores, ctx)
+        {
+            let node = ctx.current;
+            ctx.fail(
+                node,
+                ErrorClass::State,
+                format!("writing the store: {error}"),
+            );
+        }
+    }
+
+    /// Whether any operator of the task wants [`Task::tick`] calls.
+    pub(crate) fn has_ticks(&self) -> bool {
+        !self.ticks.is_empty()
+    }
+
+    /// Lets operators act on the passing of wall-clock time `now`; outputs
+    /// and store writes are left in `ctx` like a record's.
+    pub(crate) fn tick(&mut self, now: i64, ctx: &mut Ctx) {
+        ctx.reset();
+        ctx.stream_time = self.stream_time;
+        ctx.wall_clock = now;
+        for tick in &mut self.ticks {
+            let result = catch_unwind(AssertUnwindSafe(|| tick(ctx)));
+            if result.is_err() {
+                let node = ctx.current;
+                ctx.fail(node, ErrorClass::Panic, "panic in a timer callback");
+            }
+        }
         if ctx.error.is_none()
             && !ctx.pending.is_empty()
             && let Err(error) = apply_pending(&self.stores, ctx)

@@ -14,7 +14,9 @@ mod select_key;
 mod split;
 mod to;
 mod try_map_values;
+mod window;
 
 pub use group::GroupedStream;
 pub use repartition::Repartitioned;
 pub use split::{Branches, Splitter};
+pub use window::{Emit, TimeWindows, Windowed, WindowedSerde, WindowedStream};

@@ -73,6 +73,12 @@ impl Progress {
         }
     }
 
+    /// The last processed offset, for outputs not caused by a record
+    /// (timers): attaching them there keeps the next commit waiting for them.
+    pub(crate) fn last_processed(&self) -> Option<i64> {
+        self.next.map(|next| next - 1)
+    }
+
     /// Records a successful commit of `offset`.
     pub(crate) fn committed(&mut self, offset: i64) {
         self.committed = Some(self.committed.map_or(offset, |c| c.max(offset)));

@@ -38,6 +38,14 @@ use crate::topology::Topology;
 
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const FAILURES_LOGGED_PER_INTERVAL: u32 = 10;
+/// How often tasks' timers run, at most.
+const TICK_INTERVAL_MS: i64 = 100;
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 /// Records processed between looks at delivery reports and the clock.
 const HOUSEKEEPING_EVERY: u32 = 32;
 
@@ -166,6 +174,10 @@ struct ThreadState {
     restoring: BTreeMap<TaskId, Restoring>,
     /// Reads changelogs during restores (assigned, never subscribed).
     restore_consumer: BaseConsumer,
+    /// Wall-clock milliseconds, refreshed at every housekeeping pass.
+    now: i64,
+    /// When tasks' timers last ran.
+    last_tick: i64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -685,7 +697,7 @@ impl ThreadState {
             key: message.key(),
             value: message.payload(),
         };
-        task.process(&raw, &mut self.ctx);
+        task.process(&raw, self.now, &mut self.ctx);
         if let Some(failure) = self.ctx.error.take() {
             let policy = self
                 .topology
@@ -757,6 +769,52 @@ impl ThreadState {
             slot.progress.processed(offset, sent);
             slot.consumed += 1;
             slot.produced += produced;
+        }
+    }
+
+    /// Lets tasks with timers act on the passing of wall-clock time. Their
+    /// outputs count against the last record of the task's first partition,
+    /// so a commit still waits for them when one is due.
+    fn tick_tasks(&mut self) {
+        if self.now.saturating_sub(self.last_tick) < TICK_INTERVAL_MS {
+            return;
+        }
+        self.last_tick = self.now;
+        let ids: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(id, task)| task.has_ticks() && !self.restoring.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(task) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            task.tick(self.now, &mut self.ctx);
+            if let Some(failure) = self.ctx.error.take() {
+                error!(task = %id, error = %failure, "A timer failed.");
+                self.fatal.get_or_insert(EngineError::Processing(failure));
+                return;
+            }
+            let anchor = self
+                .slots
+                .iter()
+                .find(|(_, slot)| slot.task == id)
+                .and_then(|(slot_id, slot)| Some((slot_id, slot.progress.last_processed()?)));
+            let outputs = std::mem::take(&mut self.ctx.outputs);
+            let Some((slot_id, offset)) = anchor else {
+                continue;
+            };
+            let mut sent = 0u32;
+            for output in &outputs {
+                if self.send(output, slot_id, offset) {
+                    sent += 1;
+                }
+            }
+            if let Some(slot) = self.slots.get_mut(slot_id) {
+                slot.progress.processed(offset, sent);
+                slot.produced += outputs.len() as u64;
+            }
         }
     }
 
@@ -1012,6 +1070,8 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         task_states: BTreeMap::new(),
         restoring: BTreeMap::new(),
         restore_consumer,
+        now: wall_clock_ms(),
+        last_tick: wall_clock_ms(),
     }));
     let consumer: BaseConsumer<StreamContext> = config
         .consumer(&bootstrap)
@@ -1092,6 +1152,8 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             continue;
         }
         busy = 0;
+        state.now = wall_clock_ms();
+        state.tick_tasks();
         state.producer.poll(Duration::ZERO);
         state.drain_deliveries();
         if let Some(error) = state.fatal.take() {

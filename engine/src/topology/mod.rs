@@ -73,6 +73,8 @@ pub(crate) struct TaskEnv {
     pub(crate) application_id: String,
     /// The task's opened stores.
     pub(crate) stores: Vec<crate::stores::OpenStore>,
+    /// Callbacks a node wants run as wall-clock time passes.
+    pub(crate) ticks: std::cell::RefCell<Vec<crate::processor::TickFn>>,
 }
 
 impl TaskEnv {
