@@ -173,7 +173,7 @@ impl StreamsBuilder {
                         return ctx.fail(id, ErrorClass::Deserialization, format!("key: {error}"));
                     }
                 };
-                let value = match value_serde.deserialize(raw.value.unwrap_or_default()) {
+                let value = match value_serde.deserialize_nullable(raw.value) {
                     Ok(value) => value,
                     Err(error) => {
                         return ctx.fail(
@@ -204,6 +204,7 @@ impl StreamsBuilder {
             share: None,
             policy: None,
             stores: Vec::new(),
+            links: Vec::new(),
             key_changed: false,
         });
         Stream::new(Rc::clone(&self.graph), id)
@@ -335,6 +336,29 @@ impl<K: Data, V: Data> Stream<K, V> {
         self.add_node(operator, vec![self.node], None, stores, make)
     }
 
+    /// Adds a one-input operator that reads the stores of `links` (a join
+    /// reading its table): it runs in the same tasks as they do.
+    pub(crate) fn add_linked<K2: Data, V2: Data>(
+        &self,
+        operator: &'static str,
+        links: Vec<NodeId>,
+        make: impl Fn(NodeId, Vec<(Option<usize>, Built)>, &TaskEnv) -> Result<Built>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Stream<K2, V2> {
+        let stream: Stream<K2, V2> =
+            self.add_node(operator, vec![self.node], None, Vec::new(), make);
+        if let Some(node) = self.graph.borrow_mut().nodes.get_mut(stream.node) {
+            node.links = links;
+        }
+        stream
+    }
+
+    pub(crate) fn record_error(&self, error: String) {
+        self.graph.borrow_mut().record_error(error);
+    }
+
     fn add_node<K2: Data, V2: Data>(
         &self,
         operator: &'static str,
@@ -365,6 +389,7 @@ impl<K: Data, V: Data> Stream<K, V> {
                 share: Some(share_downstream::<K, V>),
                 policy: None,
                 stores,
+                links: Vec::new(),
                 key_changed,
             });
             id
@@ -437,15 +462,21 @@ impl<K: Data, V: Data> Stream<K, V> {
                     if let Err(error) = key_serde.serialize_into(&record.key, &mut key) {
                         return ctx.fail(id, ErrorClass::Serialization, format!("key: {error}"));
                     }
-                    let mut value = Vec::new();
-                    if let Err(error) = value_serde.serialize_into(&record.value, &mut value) {
-                        return ctx.fail(id, ErrorClass::Serialization, format!("value: {error}"));
-                    }
+                    let value = match value_serde.serialize_nullable(&record.value) {
+                        Ok(value) => value,
+                        Err(error) => {
+                            return ctx.fail(
+                                id,
+                                ErrorClass::Serialization,
+                                format!("value: {error}"),
+                            );
+                        }
+                    };
                     ctx.outputs.push(crate::record::OutputRecord {
                         topic: Arc::clone(&topic),
                         partition: None,
                         key: Some(key),
-                        value: Some(value),
+                        value,
                         timestamp: record.timestamp,
                         headers: Vec::new(),
                     });
@@ -461,6 +492,7 @@ impl<K: Data, V: Data> Stream<K, V> {
             share: Some(share_downstream::<K, V>),
             policy: None,
             stores: Vec::new(),
+            links: Vec::new(),
             key_changed,
         });
         id

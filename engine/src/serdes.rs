@@ -53,6 +53,20 @@ pub trait Serde<T>: Send + Sync + 'static {
     /// The format's name, shown in topology descriptions.
     fn format(&self) -> &'static str;
 
+    /// Encodes `value` for a record, where `None` means no value at all (a
+    /// tombstone). Only [`Nullable`] ever returns `None`.
+    fn serialize_nullable(&self, value: &T) -> Result<Option<Vec<u8>>, SerdeError> {
+        let mut buf = Vec::new();
+        self.serialize_into(value, &mut buf)?;
+        Ok(Some(buf))
+    }
+
+    /// Decodes a record's bytes, `None` when it has none (a tombstone).
+    /// Serdes other than [`Nullable`] read a missing value as empty bytes.
+    fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+        self.deserialize(bytes.unwrap_or_default())
+    }
+
     /// Encodes `value` into a new buffer.
     fn serialize(&self, value: &T) -> Result<Vec<u8>, SerdeError> {
         let mut buf = Vec::new();
@@ -231,6 +245,39 @@ impl Serde<u64> for U64 {
 
     fn format(&self) -> &'static str {
         "u64"
+    }
+}
+
+/// Optional values, where `None` is a record without a value — a
+/// tombstone that deletes its key from a table or a compacted topic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Nullable<S>(pub S);
+
+impl<T, S: Serde<T>> Serde<Option<T>> for Nullable<S> {
+    fn serialize_into(&self, value: &Option<T>, buf: &mut Vec<u8>) -> Result<(), SerdeError> {
+        match value {
+            Some(value) => self.0.serialize_into(value, buf),
+            None => Ok(()),
+        }
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<Option<T>, SerdeError> {
+        self.0.deserialize(bytes).map(Some)
+    }
+
+    fn serialize_nullable(&self, value: &Option<T>) -> Result<Option<Vec<u8>>, SerdeError> {
+        value
+            .as_ref()
+            .map(|value| self.0.serialize(value))
+            .transpose()
+    }
+
+    fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<Option<T>, SerdeError> {
+        bytes.map(|bytes| self.0.deserialize(bytes)).transpose()
+    }
+
+    fn format(&self) -> &'static str {
+        self.0.format()
     }
 }
 

@@ -12,6 +12,28 @@ use crate::record::{Data, Record};
 pub struct Table<K, V> {
     pub(crate) changes: Stream<K, Option<V>>,
     pub(crate) store: Option<String>,
+    /// How to look a key up, for joins: set when the table's own store
+    /// holds exactly its entries under its key.
+    pub(crate) lookup: Option<Lookup<K, V>>,
+}
+
+/// Where and how a table's entries can be read by key.
+pub(crate) struct Lookup<K, V> {
+    pub(crate) store: String,
+    pub(crate) node: crate::topology::NodeId,
+    pub(crate) key_serde: Arc<dyn crate::serdes::Serde<K>>,
+    pub(crate) value_serde: Arc<dyn crate::serdes::Serde<V>>,
+}
+
+impl<K, V> Clone for Lookup<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            node: self.node,
+            key_serde: Arc::clone(&self.key_serde),
+            value_serde: Arc::clone(&self.value_serde),
+        }
+    }
 }
 
 impl<K: Data, V: Data> Table<K, V> {
@@ -99,6 +121,7 @@ impl<K: Data, V: Data> Table<K, V> {
         Table {
             changes,
             store: None,
+            lookup: None,
         }
     }
 
@@ -151,6 +174,7 @@ impl<K: Data, V: Data> Table<K, V> {
         Table {
             changes,
             store: None,
+            lookup: None,
         }
     }
 }

@@ -258,3 +258,105 @@ fn store_names_are_checked_at_build() {
     let error = builder.build().err().unwrap().to_string();
     assert!(error.contains("bad name!"), "{error}");
 }
+
+/// Stream–table joins see the table as it is when each stream record is
+/// processed: updates before a record join it, updates after do not
+/// rewrite it; a left join passes unmatched records with `None`; a deleted
+/// key no longer joins.
+#[test]
+fn joins_see_table_updates_before_and_not_after_each_record() {
+    let builder = StreamsBuilder::new();
+    let prices = builder.table("prices", Utf8, Utf8, "prices-by-drink");
+    let orders = builder.stream("orders", Utf8, Utf8);
+    orders
+        .clone()
+        .join(&prices, |customer: String, price: String| {
+            format!("{customer}:{price}")
+        })
+        .to("inner", Utf8, Utf8);
+    orders
+        .left_join(&prices, |customer: String, price: Option<String>| {
+            format!("{customer}:{}", price.unwrap_or_else(|| "none".into()))
+        })
+        .to("left", Utf8, Utf8);
+    let mut driver = TestDriver::builder(builder.build().unwrap())
+        .default_partitions(3)
+        .build()
+        .unwrap();
+    let (orders, prices) = (
+        driver.input_topic("orders", Utf8, Utf8),
+        driver.input_topic("prices", Utf8, Utf8),
+    );
+    driver.pipe(&orders, "latte".into(), "ada".into()).unwrap();
+    driver.pipe(&prices, "latte".into(), "3.20".into()).unwrap();
+    driver.pipe(&orders, "latte".into(), "bob".into()).unwrap();
+    driver.pipe(&prices, "latte".into(), "3.40".into()).unwrap();
+    driver.pipe(&orders, "latte".into(), "cy".into()).unwrap();
+    driver
+        .pipe_raw("prices", None, Some(b"latte".to_vec()), None, 0)
+        .unwrap();
+    driver.pipe(&orders, "latte".into(), "dee".into()).unwrap();
+    let inner: Vec<String> = driver
+        .read_key_values(&driver.output_topic("inner", Utf8, Utf8))
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(inner, ["bob:3.20", "cy:3.40"]);
+    let left: Vec<String> = driver
+        .read_key_values(&driver.output_topic("left", Utf8, Utf8))
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(left, ["ada:none", "bob:3.20", "cy:3.40", "dee:none"]);
+}
+
+/// Joins that cannot work are refused at build time (a derived table, a
+/// re-keyed stream) or when partitions do not match.
+#[test]
+fn impossible_joins_are_errors() {
+    let builder = StreamsBuilder::new();
+    let counts = builder
+        .stream("visits", Utf8, Utf8)
+        .group_by_key(Utf8, Utf8)
+        .count("visits");
+    let derived = counts.filter(|_, n| *n > 1);
+    builder
+        .stream("orders", Utf8, Utf8)
+        .join(&derived, |a: String, _n: u64| a)
+        .to("out", Utf8, Utf8);
+    let error = builder.build().err().unwrap().to_string();
+    assert!(
+        error.contains("only a table kept in its own store"),
+        "{error}"
+    );
+
+    let builder = StreamsBuilder::new();
+    let prices = builder.table("prices", Utf8, Utf8, "prices");
+    builder
+        .stream("orders", Utf8, Utf8)
+        .select_key(|_, drink: &String| drink.clone())
+        .join(&prices, |a: String, b: String| a + &b)
+        .to("out", Utf8, Utf8);
+    let error = builder.build().err().unwrap().to_string();
+    assert!(error.contains("repartition it first"), "{error}");
+
+    let builder = StreamsBuilder::new();
+    let prices = builder.table("prices", Utf8, Utf8, "prices");
+    builder
+        .stream("orders", Utf8, Utf8)
+        .join(&prices, |a: String, b: String| a + &b)
+        .to("out", Utf8, Utf8);
+    let error = TestDriver::builder(builder.build().unwrap())
+        .partitions("orders", 4)
+        .partitions("prices", 2)
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("orders") && error.contains("prices"),
+        "{error}"
+    );
+}

@@ -8,7 +8,7 @@ use crate::processor::{Ctx, Downstream, Emitter, built};
 use crate::record::{Data, Record};
 use crate::serdes::{Serde, U64};
 use crate::stores::{KvStore, StoreKind, StoreSpec};
-use crate::table::Table;
+use crate::table::{Lookup, Table};
 
 type Step<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
 
@@ -133,6 +133,7 @@ impl<K: Data, V: Data> GroupedStream<K, V> {
     ) -> Table<K, A> {
         let input = self.input(store);
         let key_serde = Arc::clone(&self.key_serde);
+        let lookup_serdes = (Arc::clone(&self.key_serde), Arc::clone(&aggregate_serde));
         let store_name = store.to_owned();
         let spec = StoreSpec {
             name: store_name.clone(),
@@ -177,9 +178,17 @@ impl<K: Data, V: Data> GroupedStream<K, V> {
                     });
                 Ok(built(entry))
             });
+        let changes = changes.name(store);
+        let lookup = Lookup {
+            store: store.to_owned(),
+            node: changes.node,
+            key_serde: lookup_serdes.0,
+            value_serde: lookup_serdes.1,
+        };
         Table {
-            changes: changes.name(store),
+            changes,
             store: Some(store.to_owned()),
+            lookup: Some(lookup),
         }
     }
 }

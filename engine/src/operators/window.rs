@@ -324,9 +324,11 @@ impl<K: Data, V: Data> WindowedStream<K, V> {
                     });
                 Ok(built(entry))
             });
+        // Window state is keyed by window and key: not a lookup by key.
         Table {
             changes: changes.name(store),
             store: Some(store.to_owned()),
+            lookup: None,
         }
     }
 }

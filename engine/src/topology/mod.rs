@@ -101,6 +101,9 @@ pub(crate) struct Node {
     pub(crate) policy: Option<ErrorPolicy>,
     /// Stores the node declares.
     pub(crate) stores: Vec<crate::stores::StoreSpec>,
+    /// Nodes this one reads the stores of (a join's table): no records flow
+    /// between them, but they must run in the same task.
+    pub(crate) links: Vec<NodeId>,
     /// Whether records may carry a key other than the one that placed them
     /// in their partition (a re-key upstream, not yet repartitioned).
     pub(crate) key_changed: bool,
@@ -162,7 +165,7 @@ impl Topology {
             n
         }
         for (id, node) in nodes.iter().enumerate() {
-            for &parent in &node.parents {
+            for &parent in node.parents.iter().chain(&node.links) {
                 let (a, b) = (root(&mut component, id), root(&mut component, parent));
                 component[a.max(b)] = a.min(b);
             }
