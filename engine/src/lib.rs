@@ -55,6 +55,7 @@ pub mod operators;
 pub mod partitioner;
 pub mod policy;
 mod processor;
+pub mod queries;
 pub mod record;
 pub mod runtime;
 pub mod serdes;

@@ -205,3 +205,69 @@ async fn damaged_local_state_is_rebuilt_from_the_changelog() {
     run_to_completion(&app, &input, &output, state_dir.path()).await;
     assert_counts(&latest_counts(&output).await, 21);
 }
+
+/// Interactive queries read a running application's counts by key and by
+/// range, say which partition holds a key and that it is not restoring,
+/// and refuse once the application has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_queries_read_the_running_applications_stores() {
+    use engine::queries::QueryError;
+
+    let kafka = testkit::kafka();
+    let (input, output, app) = (
+        testkit::unique_name("query-in"),
+        testkit::unique_name("query-out"),
+        testkit::unique_name("query-app"),
+    );
+    kafka.create_topic(&input, PARTITIONS).await;
+    kafka.create_topic(&output, PARTITIONS).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    produce_raw(&input, records(10)).await;
+
+    let running = Running::start(
+        count_topology(&input, &output),
+        state_config(&app, state_dir.path()),
+    );
+    wait_for(
+        "every input to be committed",
+        Duration::from_secs(120),
+        || committed(&app, &input) == end_offsets(&input),
+    )
+    .await;
+    let queries = running.queries.clone();
+    for i in [0, 1, 499, 999] {
+        let key = format!("key-{i}");
+        assert_eq!(
+            queries.get("counts", &key, &Utf8, &U64).unwrap(),
+            Some(10),
+            "{key}"
+        );
+        let partition = queries.partition_of("counts", &key, &Utf8).unwrap();
+        assert_eq!(
+            partition,
+            engine::partitioner::partition_for_key(key.as_bytes(), PARTITIONS)
+        );
+    }
+    assert_eq!(
+        queries
+            .get("counts", &"no-such-key".to_owned(), &Utf8, &U64)
+            .unwrap(),
+        None
+    );
+    let metadata = queries.metadata("counts").unwrap();
+    assert_eq!(metadata.partitions, PARTITIONS);
+    assert_eq!(metadata.hosted.len(), PARTITIONS as usize);
+    assert!(metadata.hosted.values().all(|restoring| !restoring));
+    let all = queries.range("counts", None, None, &Utf8, &U64).unwrap();
+    assert_eq!(all.len() as u64, KEYS);
+    assert!(all.iter().all(|(_, count)| *count == 10));
+    assert!(matches!(
+        queries.get("nope", &"key-1".to_owned(), &Utf8, &U64),
+        Err(QueryError::UnknownStore(_))
+    ));
+    running.stop().await;
+    assert!(matches!(
+        queries.get("counts", &"key-1".to_owned(), &Utf8, &U64),
+        Err(QueryError::NotHosted { .. })
+    ));
+}

@@ -34,6 +34,7 @@ pub struct KafkaStreams {
     config: Arc<StreamsConfig>,
     cluster: Cluster,
     metrics: Option<EngineMetrics>,
+    queries: crate::queries::Queries,
 }
 
 /// What start-up found and created on the cluster.
@@ -56,6 +57,7 @@ impl KafkaStreams {
             config: Arc::new(config),
             cluster,
             metrics: None,
+            queries: crate::queries::Queries::default(),
         })
     }
 
@@ -63,6 +65,12 @@ impl KafkaStreams {
     pub fn with_metrics(mut self, registry: &prometheus::Registry) -> Result<Self> {
         self.metrics = Some(EngineMetrics::register(registry)?);
         Ok(self)
+    }
+
+    /// A handle for interactive queries of this application's stores,
+    /// usable from any thread while [`KafkaStreams::run`] runs.
+    pub fn queries(&self) -> crate::queries::Queries {
+        self.queries.clone()
     }
 
     /// The topology.
@@ -180,6 +188,13 @@ impl KafkaStreams {
                 .await
                 .map_err(|error| EngineError::Internal(format!("start-up panicked: {error}")))??;
             info!(tasks = ?plan.tasks, dead_letters = plan.dead_letter_topic, "Starting.");
+            for (sub, specs) in streams.topology.stores.iter().enumerate() {
+                for spec in specs {
+                    streams
+                        .queries
+                        .declare(&spec.name, plan.tasks.get(sub).copied().unwrap_or(1));
+                }
+            }
             let mut source_of = HashMap::new();
             for (sub, topics) in streams.topology.source_topics.iter().enumerate() {
                 for topic in topics.keys() {
@@ -200,6 +215,7 @@ impl KafkaStreams {
                     stop: Arc::clone(&stop),
                     source_of: source_of.clone(),
                     dead_letter_topic: Arc::clone(&dead_letter_topic),
+                    queries: streams.queries.clone(),
                 };
                 let done = done_tx.clone();
                 let span = tracing::Span::current();

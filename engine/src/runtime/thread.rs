@@ -60,6 +60,7 @@ pub(crate) struct ThreadSetup {
     /// Resolved topic name → the sub-topology reading it.
     pub(crate) source_of: HashMap<String, usize>,
     pub(crate) dead_letter_topic: Arc<str>,
+    pub(crate) queries: crate::queries::Queries,
 }
 
 /// Receives the producer's delivery reports (on this thread, inside `poll`).
@@ -178,6 +179,8 @@ struct ThreadState {
     now: i64,
     /// When tasks' timers last ran.
     last_tick: i64,
+    /// Where hosted stores are published for interactive queries.
+    queries: crate::queries::Queries,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -271,6 +274,15 @@ impl ThreadState {
                 match Task::new(&self.topology, id, &self.application, state.as_ref()) {
                     Ok(task) => {
                         info!(application = self.application, task = %id, "Created task.");
+                        let restoring = self.restoring.contains_key(&id);
+                        for store in &task.stores {
+                            self.queries.host(
+                                &store.name,
+                                id.partition,
+                                Arc::clone(&store.store),
+                                restoring,
+                            );
+                        }
                         self.tasks.insert(id, task);
                     }
                     Err(error) => {
@@ -523,6 +535,9 @@ impl ThreadState {
         for id in &done {
             if let Some(restoring) = self.restoring.remove(id) {
                 self.stop_restoring(&restoring.changelogs);
+                for changelog in &restoring.changelogs {
+                    self.queries.restored(&changelog.store_name, id.partition);
+                }
                 let mut inputs = TopicPartitionList::new();
                 for (topic, partition) in &restoring.inputs {
                     inputs.add_partition(topic, *partition);
@@ -647,7 +662,11 @@ impl ThreadState {
                 self.stop_restoring(&restoring.changelogs);
             }
             self.task_states.remove(&id);
-            self.tasks.remove(&id);
+            if let Some(task) = self.tasks.remove(&id) {
+                for store in &task.stores {
+                    self.queries.unhost(&store.name, id.partition);
+                }
+            }
             info!(task = %id, "Closed task.");
         }
         self.publish_restore_remaining();
@@ -1037,6 +1056,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         stop,
         source_of,
         dead_letter_topic,
+        queries,
     } = setup;
     let application = config.application_id.clone();
     let producer: BaseProducer<Deliveries> = config
@@ -1072,6 +1092,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         restore_consumer,
         now: wall_clock_ms(),
         last_tick: wall_clock_ms(),
+        queries,
     }));
     let consumer: BaseConsumer<StreamContext> = config
         .consumer(&bootstrap)

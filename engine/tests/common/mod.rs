@@ -217,6 +217,7 @@ pub(crate) struct Running {
     pub(crate) stop: Option<oneshot::Sender<()>>,
     pub(crate) handle: tokio::task::JoinHandle<engine::Result<()>>,
     pub(crate) registry: prometheus::Registry,
+    pub(crate) queries: engine::queries::Queries,
 }
 
 impl Running {
@@ -227,6 +228,7 @@ impl Running {
             .unwrap()
             .with_metrics(&registry)
             .unwrap();
+        let queries = streams.queries();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(streams.run(async move {
             let _ = stopped.await;
@@ -235,6 +237,7 @@ impl Running {
             stop: Some(stop),
             handle,
             registry,
+            queries,
         }
     }
 
