@@ -204,7 +204,7 @@ fn measure(
                         .map_values(|order| enrich(order, "2026-11-25T16:00:01Z"))
                         .to(&output, Utf8, Json::<ProcessedOrder>::new());
                     let mut config = StreamsConfig::new(&group).bootstrap_servers(Some(&bootstrap));
-                    config.commit_interval_ms = 1_000;
+                    config.commit_interval_ms = Some(1_000);
                     let streams =
                         KafkaStreams::new(builder.build()?, config, Cluster::kafka(&bootstrap))?;
                     handle.block_on(streams.run(async move {

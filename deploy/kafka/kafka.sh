@@ -142,6 +142,9 @@ cmd_start() {
         die "port $port on 127.0.0.1 is already in use."
     fi
     [[ -n "$cport" ]] || cport=$(free_port)
+    if (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null; then
+        die "controller port $cport on 127.0.0.1 is already in use."
+    fi
 
     cat >"$dir/server.properties" <<EOF
 # Single-node KRaft broker for local use and tests (written by kafka.sh).
@@ -165,6 +168,8 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 # One member joining an empty group need not wait for others.
 group.initial.rebalance.delay.ms=0
+# Tests kill consumers on purpose: let short sessions find them fast.
+group.min.session.timeout.ms=1000
 EOF
     cat >"$dir/log4j2.properties" <<'EOF'
 status = warn
@@ -203,6 +208,9 @@ EOF
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 30 "$dir/broker.log" >&2
             rm -f "$dir/broker.pid"
+            if grep -q "Address already in use" "$dir/broker.log"; then
+                die "a port of the broker (listener $port or controller $cport) is already in use."
+            fi
             die "the broker exited during start-up (log: $dir/broker.log)."
         fi
         if ((SECONDS > deadline)); then

@@ -67,7 +67,7 @@ pub mod topology;
 
 pub use builder::{Stream, StreamsBuilder};
 pub use cluster::Cluster;
-pub use config::{OffsetReset, StateBackend, StreamsConfig};
+pub use config::{OffsetReset, ProcessingGuarantee, StateBackend, StreamsConfig};
 pub use driver::{TestDriver, TestDriverBuilder, TestInputTopic, TestOutputTopic, TestRecord};
 pub use error::{EngineError, ErrorClass, ProcessingError, Result};
 pub use operators::{Branches, GroupedStream, Repartitioned, Splitter};

@@ -30,6 +30,8 @@ pub struct EngineMetrics {
     pub restored_records: IntCounterVec,
     /// Changelog records still to restore, by application.
     pub restore_remaining: IntGaugeVec,
+    /// Transactions aborted (exactly once), by application.
+    pub transaction_aborts: IntCounterVec,
     /// Rebalances seen, by application and kind (assign, revoke).
     pub rebalances: IntCounterVec,
     /// Partitions assigned now, by application.
@@ -125,6 +127,11 @@ impl EngineMetrics {
             restore_remaining: gauge(
                 "engine_restore_remaining_records",
                 "Changelog records still to restore before tasks can process.",
+                &["application"],
+            )?,
+            transaction_aborts: counter(
+                "engine_transaction_aborts_total",
+                "Transactions aborted and rewound (exactly once).",
                 &["application"],
             )?,
             rebalances: counter(

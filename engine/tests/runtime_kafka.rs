@@ -171,7 +171,7 @@ fn child_pipeline() {
     runtime.block_on(async {
         let mut config =
             StreamsConfig::new(&env("CHILD_APP")).bootstrap_servers(Some(&env("CHILD_BOOTSTRAP")));
-        config.commit_interval_ms = 200;
+        config.commit_interval_ms = Some(200);
         config.session_timeout_ms = 6_000;
         let work = Duration::from_micros(env("CHILD_WORK_US").parse().unwrap());
         let topology = enrich_topology(&env("CHILD_INPUT"), &env("CHILD_OUTPUT"), work);

@@ -78,15 +78,28 @@ impl Kafka {
         }
         let script = script_path();
         let dir = std::env::temp_dir().join(format!("testkit-kafka-{}", std::process::id()));
-        let port = free_port()?;
-        let output = Command::new("bash")
-            .arg(&script)
-            .args(["start", "--no-fetch", "--port", &port.to_string()])
-            .arg("--dir")
-            .arg(&dir)
-            .args(["--owner-pid", &std::process::id().to_string()])
-            .output()
-            .map_err(|error| format!("cannot run {}: {error}", script.display()))?;
+        // Both listeners on ports the OS just handed out: far less likely
+        // to collide than a guess. Another process can still take one in
+        // between; the script then says the port is in use, and only that
+        // is worth a second try.
+        let mut attempt = 0;
+        let output = loop {
+            attempt += 1;
+            let (port, controller_port) = (free_port()?, free_port()?);
+            let output = Command::new("bash")
+                .arg(&script)
+                .args(["start", "--no-fetch", "--port", &port.to_string()])
+                .args(["--controller-port", &controller_port.to_string()])
+                .arg("--dir")
+                .arg(&dir)
+                .args(["--owner-pid", &std::process::id().to_string()])
+                .output()
+                .map_err(|error| format!("cannot run {}: {error}", script.display()))?;
+            let port_taken = String::from_utf8_lossy(&output.stderr).contains("already in use");
+            if output.status.success() || !port_taken || attempt == 3 {
+                break output;
+            }
+        };
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             // The script's last line says what went wrong and what to run.

@@ -205,6 +205,11 @@ impl KafkaStreams {
             let threads = streams.config.num_stream_threads;
             let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(threads);
             let dead_letter_topic: Arc<str> = plan.dead_letter_topic.clone().into();
+            let instance = if streams.config.exactly_once() {
+                Some(instance_id(&streams.config)?)
+            } else {
+                None
+            };
             for index in 0..threads {
                 let setup = thread::ThreadSetup {
                     index,
@@ -216,6 +221,9 @@ impl KafkaStreams {
                     source_of: source_of.clone(),
                     dead_letter_topic: Arc::clone(&dead_letter_topic),
                     queries: streams.queries.clone(),
+                    transactional_id: instance.as_ref().map(|instance| {
+                        format!("{}-{instance}-{index}", streams.config.application_id)
+                    }),
                 };
                 let done = done_tx.clone();
                 let span = tracing::Span::current();
@@ -248,4 +256,40 @@ impl KafkaStreams {
         .instrument(span)
         .await
     }
+}
+
+/// This instance's id for transactional ids: configured, or a random one
+/// kept in the application's state directory, so that a restarted instance
+/// reuses its ids and thereby fences its predecessor and aborts whatever
+/// transactions it left open, at once rather than after their timeout.
+fn instance_id(config: &StreamsConfig) -> Result<String> {
+    use std::hash::{BuildHasher, Hasher};
+    if let Some(id) = &config.instance_id {
+        return Ok(id.clone());
+    }
+    let dir = config.application_state_dir();
+    let io = |source| {
+        EngineError::State(state::StateError::Io {
+            location: dir.display().to_string(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let path = dir.join("instance-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_owned());
+        }
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    let id = format!("{:016x}", hasher.finish());
+    std::fs::write(&path, &id).map_err(io)?;
+    Ok(id)
 }

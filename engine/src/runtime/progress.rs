@@ -79,6 +79,11 @@ impl Progress {
         self.next.map(|next| next - 1)
     }
 
+    /// One past the last processed offset: what exactly-once commits.
+    pub(crate) fn position(&self) -> Option<i64> {
+        self.next
+    }
+
     /// Records a successful commit of `offset`.
     pub(crate) fn committed(&mut self, offset: i64) {
         self.committed = Some(self.committed.map_or(offset, |c| c.max(offset)));

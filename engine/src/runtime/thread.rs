@@ -61,6 +61,8 @@ pub(crate) struct ThreadSetup {
     pub(crate) source_of: HashMap<String, usize>,
     pub(crate) dead_letter_topic: Arc<str>,
     pub(crate) queries: crate::queries::Queries,
+    /// Under exactly-once: the thread's transactional id.
+    pub(crate) transactional_id: Option<String>,
 }
 
 /// Receives the producer's delivery reports (on this thread, inside `poll`).
@@ -181,6 +183,19 @@ struct ThreadState {
     last_tick: i64,
     /// Where hosted stores are published for interactive queries.
     queries: crate::queries::Queries,
+    /// Exactly once: outputs, state changes and offsets commit together.
+    exactly_once: bool,
+    /// A transaction is open.
+    in_transaction: bool,
+    /// Something was written or processed since the last commit.
+    transaction_dirty: bool,
+    /// The last transaction was aborted: every task goes back to its last
+    /// committed offsets and state (through a rejoin) before going on.
+    resetting: bool,
+    /// The loop must rewind every task to the last commit (set with `resetting`).
+    rejoin: bool,
+    /// Where a partition without a committed offset starts.
+    reset_to_beginning: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -631,7 +646,9 @@ impl ThreadState {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
-        self.commit(consumer, CommitMode::Sync, Some(&revoked));
+        if !self.resetting {
+            self.commit(consumer, CommitMode::Sync, Some(&revoked));
+        }
         for (topic, partition) in &revoked {
             let slot = self
                 .slot_of
@@ -657,7 +674,9 @@ impl ThreadState {
             .copied()
             .collect();
         for id in closing {
-            self.checkpoint(id);
+            if !self.resetting {
+                self.checkpoint(id);
+            }
             if let Some(restoring) = self.restoring.remove(&id) {
                 self.stop_restoring(&restoring.changelogs);
             }
@@ -687,6 +706,13 @@ impl ThreadState {
     }
 
     fn process<M: Message>(&mut self, message: &M) {
+        if self.resetting {
+            // Left over from before the abort: it is read again after the rejoin.
+            return;
+        }
+        if !self.ensure_transaction() {
+            return;
+        }
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         let slot_id = self
             .slot_of
@@ -776,6 +802,7 @@ impl ThreadState {
         }
         let outputs = std::mem::take(&mut self.ctx.outputs);
         let produced = outputs.len() as u64;
+        self.transaction_dirty = true;
         let mut sent = 0u32;
         for output in &outputs {
             if self.send(output, slot_id, offset) {
@@ -824,6 +851,9 @@ impl ThreadState {
             let Some((slot_id, offset)) = anchor else {
                 continue;
             };
+            if !outputs.is_empty() && !self.ensure_transaction() {
+                return;
+            }
             let mut sent = 0u32;
             for output in &outputs {
                 if self.send(output, slot_id, offset) {
@@ -895,6 +925,19 @@ impl ThreadState {
         }
     }
 
+    /// Serves every delivery report librdkafka has ready. One `poll` serves
+    /// a single event (one batch of reports), so a lone call per pass would
+    /// let acknowledgements, and with them commits, fall far behind.
+    fn serve_deliveries(&self) {
+        for _ in 0..10_000 {
+            let before = lock(&self.producer.context().reports).len();
+            self.producer.poll(Duration::ZERO);
+            if lock(&self.producer.context().reports).len() == before {
+                break;
+            }
+        }
+    }
+
     fn drain_deliveries(&mut self) {
         let reports = std::mem::take(&mut *lock(&self.producer.context().reports));
         for (id, failure) in reports {
@@ -907,6 +950,16 @@ impl ThreadState {
             };
             match failure {
                 None => slot.progress.acked(offset),
+                Some(message) if self.exactly_once => {
+                    // The transaction cannot commit now; committing it
+                    // fails as abortable, and everything since the last
+                    // commit is redone.
+                    warn!(
+                        topic = slot.topic,
+                        error = message,
+                        "An output failed; the transaction will abort."
+                    );
+                }
                 Some(message) => {
                     error!(
                         topic = slot.topic,
@@ -925,6 +978,166 @@ impl ThreadState {
         }
     }
 
+    /// After an abort: forgets every task and its uncommitted state, moves
+    /// every assigned partition back to its committed offset, and creates
+    /// the tasks again, which restore their stores from the committed
+    /// changelogs (there is no checkpoint to trust).
+    fn rewind(&mut self, consumer: &BaseConsumer<StreamContext>) -> Result<()> {
+        let assignment = consumer
+            .assignment()
+            .map_err(|error| EngineError::kafka("reading the assignment", error))?;
+        for (id, task) in std::mem::take(&mut self.tasks) {
+            for store in &task.stores {
+                self.queries.unhost(&store.name, id.partition);
+            }
+        }
+        for (_, restoring) in std::mem::take(&mut self.restoring) {
+            self.stop_restoring(&restoring.changelogs);
+        }
+        self.task_states.clear();
+        self.slots = Slots::default();
+        self.slot_of.clear();
+        self.in_flight.clear();
+        self.free_ids.clear();
+        let committed = consumer
+            .committed_offsets(assignment.clone(), Duration::from_secs(30))
+            .map_err(|error| EngineError::kafka("reading committed offsets", error))?;
+        let mut positions = TopicPartitionList::new();
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                _ if self.reset_to_beginning => Offset::Beginning,
+                _ => Offset::End,
+            };
+            positions
+                .add_partition_offset(element.topic(), element.partition(), offset)
+                .map_err(|error| EngineError::kafka("listing rewind positions", error))?;
+        }
+        consumer
+            .seek_partitions(positions, Duration::from_secs(30))
+            .map_err(|error| EngineError::kafka("rewinding to committed offsets", error))?;
+        self.resetting = false;
+        info!(
+            partitions = assignment.count(),
+            "Rewound to the last commit; rebuilding tasks."
+        );
+        self.assign(consumer, &assignment);
+        Ok(())
+    }
+
+    /// Under exactly-once, makes sure a transaction is open before anything
+    /// is produced. Returns false when none can be (the thread is stopping).
+    fn ensure_transaction(&mut self) -> bool {
+        if !self.exactly_once || self.in_transaction {
+            return true;
+        }
+        if self.resetting || self.fatal.is_some() {
+            return false;
+        }
+        match self.producer.begin_transaction() {
+            Ok(()) => {
+                self.in_transaction = true;
+                true
+            }
+            Err(error) => {
+                self.transaction_failed(error);
+                false
+            }
+        }
+    }
+
+    /// Commits the open transaction: every output and changelog write since
+    /// the last commit, and the position of every assigned partition, with
+    /// the consumer's group metadata so a fenced zombie cannot commit.
+    fn commit_transaction(&mut self, consumer: &BaseConsumer<StreamContext>, begin_next: bool) {
+        if self.resetting || !self.in_transaction || !self.transaction_dirty {
+            return;
+        }
+        let mut offsets = TopicPartitionList::new();
+        let mut committing = Vec::new();
+        for (id, slot) in self.slots.iter() {
+            if let Some(position) = slot.progress.position()
+                && offsets
+                    .add_partition_offset(&slot.topic, slot.partition, Offset::Offset(position))
+                    .is_ok()
+            {
+                committing.push((id, position));
+            }
+        }
+        let Some(metadata) = consumer.group_metadata() else {
+            warn!("No group metadata yet; the transaction commits later.");
+            return;
+        };
+        let started = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let result = if offsets.count() > 0 {
+            self.producer
+                .send_offsets_to_transaction(&offsets, &metadata, timeout)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| self.producer.commit_transaction(timeout));
+        match result {
+            Ok(()) => {
+                debug!(
+                    partitions = offsets.count(),
+                    millis = started.elapsed().as_millis() as u64,
+                    "Committed a transaction."
+                );
+                self.in_transaction = false;
+                self.transaction_dirty = false;
+                for (id, position) in committing {
+                    if let Some(slot) = self.slots.get_mut(id) {
+                        slot.progress.committed(position);
+                    }
+                }
+                self.drain_deliveries();
+                if let Some(metrics) = &self.metrics {
+                    metrics
+                        .commit_latency
+                        .with_label_values(&[&self.application])
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                if begin_next {
+                    self.ensure_transaction();
+                }
+            }
+            Err(error) => self.transaction_failed(error),
+        }
+    }
+
+    /// An abortable transaction error aborts and rewinds every task to its
+    /// last commit (outputs, state and offsets); anything else — fenced by a
+    /// newer instance, a fatal producer error, or an error that says
+    /// neither — stops the thread.
+    fn transaction_failed(&mut self, error: KafkaError) {
+        let abortable = matches!(&error, KafkaError::Transaction(e) if e.txn_requires_abort());
+        if !abortable {
+            error!(%error, "Transaction failed for good; stopping.");
+            self.fatal
+                .get_or_insert(EngineError::kafka("committing a transaction", error));
+            return;
+        }
+        warn!(%error, "Transaction aborted: rewinding to the last commit and rebuilding state.");
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .transaction_aborts
+                .with_label_values(&[&self.application])
+                .inc();
+        }
+        if let Err(abort) = self.producer.abort_transaction(Duration::from_secs(30)) {
+            error!(error = %abort, "Cannot abort the transaction; stopping.");
+            self.fatal
+                .get_or_insert(EngineError::kafka("aborting a transaction", abort));
+            return;
+        }
+        self.in_transaction = false;
+        self.transaction_dirty = false;
+        self.drain_deliveries();
+        self.resetting = true;
+        self.rejoin = true;
+    }
+
     /// Commits what is safe, for all partitions or only `only`.
     fn commit(
         &mut self,
@@ -932,6 +1145,10 @@ impl ThreadState {
         mode: CommitMode,
         only: Option<&[(String, i32)]>,
     ) {
+        if self.exactly_once {
+            self.commit_transaction(consumer, true);
+            return;
+        }
         let mut offsets = TopicPartitionList::new();
         let mut committing = Vec::new();
         for (id, slot) in self.slots.iter() {
@@ -1057,14 +1274,22 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         source_of,
         dead_letter_topic,
         queries,
+        transactional_id,
     } = setup;
     let application = config.application_id.clone();
     let producer: BaseProducer<Deliveries> = config
-        .producer(&bootstrap, index)
+        .producer(&bootstrap, index, transactional_id.as_deref())
         .create_with_context(Deliveries {
             reports: Mutex::new(Vec::new()),
         })
         .map_err(|error| EngineError::kafka("creating the producer", error))?;
+    let exactly_once = transactional_id.is_some();
+    if exactly_once {
+        // Fences any earlier producer with this id and aborts what it left open.
+        producer
+            .init_transactions(Duration::from_secs(60))
+            .map_err(|error| EngineError::kafka("initialising transactions", error))?;
+    }
     let restore_consumer: BaseConsumer = config
         .restore_consumer(&bootstrap, index)
         .create()
@@ -1093,6 +1318,12 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         now: wall_clock_ms(),
         last_tick: wall_clock_ms(),
         queries,
+        exactly_once,
+        in_transaction: false,
+        transaction_dirty: false,
+        resetting: false,
+        rejoin: false,
+        reset_to_beginning: config.auto_offset_reset == crate::config::OffsetReset::Earliest,
     }));
     let consumer: BaseConsumer<StreamContext> = config
         .consumer(&bootstrap)
@@ -1127,6 +1358,15 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         .map(|metrics| metrics.process_latency.with_label_values(&[&application]));
     let mut busy = 0u32;
     while !stop.load(Ordering::Relaxed) {
+        {
+            let mut state = lock(&state);
+            if std::mem::take(&mut state.rejoin)
+                && let Err(error) = state.rewind(&consumer)
+            {
+                outcome = Err(error);
+                break;
+            }
+        }
         // Restores run a batch at a time between polls, so a long restore
         // never keeps the consumer from the group.
         let restoring = {
@@ -1175,7 +1415,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         busy = 0;
         state.now = wall_clock_ms();
         state.tick_tasks();
-        state.producer.poll(Duration::ZERO);
+        state.serve_deliveries();
         state.drain_deliveries();
         if let Some(error) = state.fatal.take() {
             outcome = Err(error);
@@ -1185,7 +1425,8 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         if now >= next_commit {
             state.commit(&consumer, CommitMode::Async, None);
             state.publish_counts();
-            next_commit = now + commit_interval;
+            // From when the commit ended: a slow commit must not make the next one due at once.
+            next_commit = Instant::now() + commit_interval;
         }
     }
 
@@ -1198,7 +1439,13 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             warn!(%error, in_flight, "Shutdown deadline passed with outputs in flight.");
         }
         state.drain_deliveries();
-        state.commit(&consumer, CommitMode::Sync, None);
+        if state.exactly_once {
+            if outcome.is_ok() && state.fatal.is_none() {
+                state.commit_transaction(&consumer, false);
+            }
+        } else {
+            state.commit(&consumer, CommitMode::Sync, None);
+        }
         state.publish_counts();
         if outcome.is_ok() && state.fatal.is_none() {
             // Only a clean stop may vouch for the local state.

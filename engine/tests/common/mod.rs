@@ -64,7 +64,7 @@ pub(crate) fn counter(registry: &prometheus::Registry, name: &str) -> u64 {
 pub(crate) fn config(app: &str) -> StreamsConfig {
     let mut config =
         StreamsConfig::new(app).bootstrap_servers(Some(testkit::kafka().bootstrap_servers()));
-    config.commit_interval_ms = 200;
+    config.commit_interval_ms = Some(200);
     config.shutdown_timeout_ms = 10_000;
     config.session_timeout_ms = 6_000;
     config
@@ -146,6 +146,8 @@ pub(crate) fn metadata_consumer(group: &str) -> BaseConsumer {
     testkit::kafka()
         .client_config()
         .set("group.id", group)
+        // read_committed would make OffsetFetch wait out open transactions.
+        .set("isolation.level", "read_uncommitted")
         .create()
         .unwrap()
 }

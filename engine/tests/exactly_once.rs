@@ -1,0 +1,340 @@
+//! Exactly-once under crashes, checked the way Kafka checks its own
+//! transactions: a child process keeps a count and a sum per key under
+//! `exactly_once`, is killed with SIGKILL again and again mid-stream and
+//! restarted; afterwards a verifier reads everything read_committed and
+//! checks every step of every key. The same run under `at_least_once` must
+//! fail the verifier, or the test is not sensitive enough to mean anything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use engine::serdes::{Json, Utf8};
+use engine::{Cluster, KafkaStreams, StreamsBuilder, StreamsConfig, Topology};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use serde::{Deserialize, Serialize};
+
+const PARTITIONS: i32 = 4;
+const KEYS: u64 = 1_000;
+const ROUNDS: u64 = 50;
+const KILLS: usize = 5;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Input {
+    key: String,
+    seq: u64,
+    amount: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Totals {
+    count: u64,
+    sum: u64,
+    last_seq: u64,
+}
+
+fn amount(seq: u64, key: u64) -> u64 {
+    (seq * 7 + key * 13) % 100 + 1
+}
+
+fn totals_topology(input: &str, output: &str, work: Duration) -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(input, Utf8, Json::<Input>::new())
+        .peek(move |_, _| {
+            let until = Instant::now() + work;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        })
+        .group_by_key(Utf8, Json::<Input>::new())
+        .aggregate(
+            "totals",
+            Json::<Totals>::new(),
+            Totals::default,
+            |_, input, totals| Totals {
+                count: totals.count + 1,
+                sum: totals.sum + input.amount,
+                last_seq: input.seq,
+            },
+        )
+        .to_stream()
+        .to(output, Utf8, Json::<Totals>::new());
+    builder.build().unwrap()
+}
+
+/// The child process: runs the topology until SIGTERM (or SIGKILL).
+#[test]
+#[ignore = "runs only as a child process of other tests"]
+fn totals_child() {
+    let env = |key: &str| std::env::var(key).unwrap();
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut config =
+            StreamsConfig::new(&env("CHILD_APP")).bootstrap_servers(Some(&env("CHILD_BOOTSTRAP")));
+        config.processing_guarantee = env("CHILD_GUARANTEE").parse().unwrap();
+        config.commit_interval_ms = Some(100);
+        config.session_timeout_ms = 2_000;
+        config.state_dir = env("CHILD_STATE_DIR").into();
+        let work = Duration::from_micros(env("CHILD_WORK_US").parse().unwrap());
+        let topology = totals_topology(&env("CHILD_INPUT"), &env("CHILD_OUTPUT"), work);
+        let streams =
+            KafkaStreams::new(topology, config, Cluster::kafka(&env("CHILD_BOOTSTRAP"))).unwrap();
+        streams.run(engine::shutdown::signal()).await.unwrap();
+    });
+}
+
+struct Run {
+    app: String,
+    input: String,
+    output: String,
+    state_dir: tempfile::TempDir,
+    guarantee: &'static str,
+}
+
+impl Run {
+    fn spawn(&self) -> Child {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "totals_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("CHILD_APP", &self.app)
+            .env("CHILD_BOOTSTRAP", testkit::kafka().bootstrap_servers())
+            .env("CHILD_INPUT", &self.input)
+            .env("CHILD_OUTPUT", &self.output)
+            .env("CHILD_GUARANTEE", self.guarantee)
+            .env("CHILD_STATE_DIR", self.state_dir.path())
+            .env("CHILD_WORK_US", "150")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Loads the input, then runs the child under `guarantee`, killing it
+/// `KILLS` times mid-stream (each kill proven to land while input was
+/// still unprocessed), and finally lets it finish and stop cleanly.
+async fn crash_run(guarantee: &'static str) -> Run {
+    let kafka = testkit::kafka();
+    let run = Run {
+        app: testkit::unique_name(&format!("eos-{guarantee}")),
+        input: testkit::unique_name("eos-in"),
+        output: testkit::unique_name("eos-out"),
+        state_dir: tempfile::tempdir().unwrap(),
+        guarantee,
+    };
+    kafka.create_topic(&run.input, PARTITIONS).await;
+    kafka.create_topic(&run.output, PARTITIONS).await;
+    let records: Vec<(String, Vec<u8>)> = (0..ROUNDS * KEYS)
+        .map(|i| {
+            let (key, seq) = (i % KEYS, i / KEYS);
+            let input = Input {
+                key: format!("k{key}"),
+                seq,
+                amount: amount(seq, key),
+            };
+            (input.key.clone(), serde_json::to_vec(&input).unwrap())
+        })
+        .collect();
+    produce_raw(&run.input, records).await;
+    let total = (ROUNDS * KEYS) as i64;
+
+    let mut last_committed = 0;
+    let started = Instant::now();
+    for kill in 0..KILLS {
+        let mut child = run.spawn();
+        eprintln!("{guarantee}: start {kill} at {:.1?}", started.elapsed());
+        let target = last_committed + 3_000;
+        wait_for(
+            "the child to commit more input",
+            Duration::from_secs(120),
+            || committed(&run.app, &run.input).iter().sum::<i64>() >= target,
+        )
+        .await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        last_committed = committed(&run.app, &run.input).iter().sum::<i64>();
+        assert!(
+            last_committed < total,
+            "kill {kill} landed mid-stream ({last_committed} of {total} inputs committed)"
+        );
+    }
+    let mut child = run.spawn();
+    eprintln!("{guarantee}: last start at {:.1?}", started.elapsed());
+    wait_for(
+        "the last run to commit everything",
+        Duration::from_secs(180),
+        || committed(&run.app, &run.input) == end_offsets(&run.input),
+    )
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        child.wait().unwrap().success(),
+        "the last run stops cleanly"
+    );
+    eprintln!("{guarantee}: done at {:.1?}", started.elapsed());
+    run
+}
+
+/// What the verifier found.
+#[derive(Debug, Default)]
+struct Verdict {
+    outputs: u64,
+    violations: Vec<String>,
+}
+
+/// Reads the output read_committed and checks every step of every key.
+async fn verify(output: &str) -> Verdict {
+    let bootstrap = testkit::kafka().bootstrap_servers();
+    // With no transaction left open, read_committed can read to the end.
+    let committed_reader: BaseConsumer = testkit::kafka()
+        .client_config()
+        .set("group.id", "eos-verifier-lso")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let uncommitted_reader: BaseConsumer = testkit::kafka()
+        .client_config()
+        .set("group.id", "eos-verifier-hw")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    let mut verdict = Verdict::default();
+    for partition in 0..PARTITIONS {
+        let (_, stable) = committed_reader
+            .fetch_watermarks(output, partition, Duration::from_secs(10))
+            .unwrap();
+        let (_, high) = uncommitted_reader
+            .fetch_watermarks(output, partition, Duration::from_secs(10))
+            .unwrap();
+        if stable != high {
+            verdict.violations.push(format!(
+                "partition {partition}: a transaction is still open ({stable} < {high})"
+            ));
+        }
+    }
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", testkit::unique_name("eos-verifier"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[output]).unwrap();
+    let mut per_key: HashMap<String, Vec<Totals>> = HashMap::new();
+    let mut ended = std::collections::BTreeSet::new();
+    while ended.len() < PARTITIONS as usize {
+        match tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("output keeps coming")
+        {
+            Ok(message) => {
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                let totals: Totals =
+                    serde_json::from_slice(message.payload().unwrap_or_default()).unwrap();
+                per_key.entry(key).or_default().push(totals);
+                verdict.outputs += 1;
+            }
+            Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                ended.insert(partition);
+            }
+            Err(error) => panic!("verifier: {error}"),
+        }
+    }
+    for key in 0..KEYS {
+        let name = format!("k{key}");
+        let steps = per_key.remove(&name).unwrap_or_default();
+        let mut expected = Totals::default();
+        for seq in 0..ROUNDS {
+            expected = Totals {
+                count: seq + 1,
+                sum: expected.sum + amount(seq, key),
+                last_seq: seq,
+            };
+            match steps.get(seq as usize) {
+                Some(step) if *step == expected => {}
+                Some(step) => {
+                    verdict.violations.push(format!(
+                        "{name} step {seq}: expected {expected:?}, got {step:?}"
+                    ));
+                    break;
+                }
+                None => {
+                    verdict
+                        .violations
+                        .push(format!("{name}: only {} of {ROUNDS} steps", steps.len()));
+                    break;
+                }
+            }
+        }
+        if steps.len() as u64 > ROUNDS {
+            verdict.violations.push(format!(
+                "{name}: {} outputs for {ROUNDS} inputs",
+                steps.len()
+            ));
+        }
+    }
+    if !per_key.is_empty() {
+        verdict
+            .violations
+            .push(format!("outputs for {} keys never written", per_key.len()));
+    }
+    verdict
+}
+
+/// The acceptance test: SIGKILL five times mid-stream under exactly-once;
+/// every input has exactly one output, every count and sum is right at
+/// every step, nothing extra, no transaction left open. The same run under
+/// at-least-once must be caught by the same verifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_survives_repeated_sigkill_and_at_least_once_does_not() {
+    let begun = Instant::now();
+    let exactly_once = crash_run("exactly_once").await;
+    let verdict = verify(&exactly_once.output).await;
+    eprintln!(
+        "exactly_once: {} outputs, violations: {:?}",
+        verdict.outputs,
+        &verdict.violations[..verdict.violations.len().min(5)]
+    );
+    assert!(
+        verdict.violations.is_empty(),
+        "exactly-once violated: {:?}",
+        &verdict.violations[..verdict.violations.len().min(10)]
+    );
+    assert_eq!(verdict.outputs, ROUNDS * KEYS, "one output per input");
+
+    // Negative control: the verifier must see at-least-once's duplicates.
+    eprintln!("verified at {:.1?}", begun.elapsed());
+    let at_least_once = crash_run("at_least_once").await;
+    let control = verify(&at_least_once.output).await;
+    eprintln!(
+        "at_least_once: {} outputs, {} violations",
+        control.outputs,
+        control.violations.len()
+    );
+    assert!(
+        !control.violations.is_empty(),
+        "the same crashes under at-least-once showed no duplicate: the test is not sensitive"
+    );
+}
