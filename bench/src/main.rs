@@ -11,6 +11,7 @@
 
 mod hand;
 mod orders;
+mod stateful;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +57,22 @@ enum Job {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Count and sum per customer (re-key + aggregate), at least once and
+    /// exactly once, then the restore rate from the changelog.
+    Stateful {
+        /// Records to load.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Partitions of the input topic.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Distinct customers (keys).
+        #[arg(long, default_value_t = 10_000)]
+        customers: u64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 /// One system's measurement.
@@ -75,14 +92,35 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Job::Stateless {
-        records,
-        partitions,
-        customers,
-        seed,
-        runs,
-        only,
-    } = Args::parse().job;
+    match Args::parse().job {
+        Job::Stateless {
+            records,
+            partitions,
+            customers,
+            seed,
+            runs,
+            only,
+        } => stateless(records, partitions, customers, seed, runs, only),
+        Job::Stateful {
+            records,
+            partitions,
+            customers,
+            seed,
+        } => {
+            let (bootstrap, broker_pid) = broker()?;
+            stateful::run(&bootstrap, broker_pid, records, partitions, customers, seed)
+        }
+    }
+}
+
+fn stateless(
+    records: u64,
+    partitions: i32,
+    customers: u64,
+    seed: u64,
+    runs: usize,
+    only: Option<String>,
+) -> anyhow::Result<()> {
     let (bootstrap, broker_pid) = broker()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let cluster = Cluster::kafka(&bootstrap);
@@ -145,7 +183,11 @@ fn broker() -> anyhow::Result<(String, Option<u32>)> {
     Ok((kafka.bootstrap_servers().to_owned(), pid))
 }
 
-async fn load(bootstrap: &str, topic: &str, data: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
+pub(crate) async fn load(
+    bootstrap: &str,
+    topic: &str,
+    data: Vec<(String, Vec<u8>)>,
+) -> anyhow::Result<()> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -276,7 +318,11 @@ fn measure(
     })
 }
 
-fn committed(consumer: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<Vec<i64>> {
+pub(crate) fn committed(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<Vec<i64>> {
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {
         list.add_partition(topic, p);
@@ -293,7 +339,7 @@ fn committed(consumer: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::R
 }
 
 /// User + system CPU seconds of a process (this one when `None`).
-fn cpu_seconds(pid: Option<u32>) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> anyhow::Result<f64> {
     let path = pid.map_or_else(
         || "/proc/self/stat".to_owned(),
         |pid| format!("/proc/{pid}/stat"),

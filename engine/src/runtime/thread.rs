@@ -463,6 +463,7 @@ impl ThreadState {
         let deadline = Instant::now() + Duration::from_millis(50);
         let mut applied = 0u64;
         let mut idle = false;
+        let mut batch_counts: Vec<(String, u64)> = Vec::new();
         while applied < 10_000 && Instant::now() < deadline {
             // Wait a little for the first record, not at all for the rest.
             let wait = if applied == 0 {
@@ -518,11 +519,21 @@ impl ThreadState {
             changelog.position = changelog.position.max(offset + 1);
             restoring.restored += 1;
             applied += 1;
-            if let Some(metrics) = &self.metrics {
+            // Counted per store and published once per batch, not per record.
+            match batch_counts
+                .iter_mut()
+                .find(|(store, _)| *store == changelog.store_name)
+            {
+                Some((_, count)) => *count += 1,
+                None => batch_counts.push((changelog.store_name.clone(), 1)),
+            }
+        }
+        if let Some(metrics) = &self.metrics {
+            for (store, count) in &batch_counts {
                 metrics
                     .restored_records
-                    .with_label_values(&[&self.application, &changelog.store_name])
-                    .inc();
+                    .with_label_values(&[&self.application, store])
+                    .inc_by(*count);
             }
         }
         if idle {

@@ -1,0 +1,266 @@
+//! The stateful job: count and sum of preparation time per customer (a
+//! re-key through a repartition topic, then an aggregate with a changelog),
+//! at least once and exactly once from the same input, then how fast a task
+//! restores that state from its changelog into sled.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use engine::serdes::{Json, Utf8};
+use engine::{Cluster, KafkaStreams, ProcessingGuarantee, StreamsBuilder, StreamsConfig, Topology};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::{Deserialize, Serialize};
+
+use crate::orders::{MENU, Order};
+use crate::{committed, cpu_seconds, load};
+
+/// The aggregate per customer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    orders: u64,
+    preparation_seconds: u64,
+}
+
+fn topology(input: &str, output: &str) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(input, Utf8, Json::<Order>::new())
+        .group_by(
+            |_id, order| order.customer_name.clone(),
+            Utf8,
+            Json::<Order>::new(),
+        )
+        .aggregate(
+            "customer-stats",
+            Json::<Stats>::new(),
+            Stats::default,
+            |_, order, stats| {
+                let seconds = MENU
+                    .iter()
+                    .find(|(d, _)| *d == order.coffee_type)
+                    .map_or(0, |(_, s)| *s);
+                Stats {
+                    orders: stats.orders + 1,
+                    preparation_seconds: stats.preparation_seconds + u64::from(seconds),
+                }
+            },
+        )
+        .to_stream()
+        .to(output, Utf8, Json::<Stats>::new());
+    Ok(builder.build()?)
+}
+
+/// One run's figures.
+struct Figures {
+    label: String,
+    seconds: f64,
+    app_cpu: f64,
+    broker_cpu: Option<f64>,
+}
+
+/// Runs both guarantees and the restore; prints a Markdown table.
+pub(crate) fn run(
+    bootstrap: &str,
+    broker_pid: Option<u32>,
+    records: u64,
+    partitions: i32,
+    customers: u64,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let cluster = Cluster::kafka(bootstrap);
+    let id = std::process::id();
+    let input = format!("bench-stateful-orders-{id}");
+    cluster.create_topic(&input, partitions, &[])?;
+    eprintln!("loading {records} orders into {input} ({partitions} partitions) ...");
+    runtime.block_on(load(
+        bootstrap,
+        &input,
+        crate::orders::generate(records, customers, seed),
+    ))?;
+
+    let mut figures = Vec::new();
+    let mut restore_source = None;
+    for guarantee in [
+        ProcessingGuarantee::AtLeastOnce,
+        ProcessingGuarantee::ExactlyOnce,
+    ] {
+        let app = format!("bench-stateful-{guarantee:?}-{id}").to_lowercase();
+        let output = format!("{app}-out");
+        cluster.create_topic(&output, partitions, &[])?;
+        let state_dir = tempfile_dir(&app)?;
+        let mut config = StreamsConfig::new(&app).bootstrap_servers(Some(bootstrap));
+        config.processing_guarantee = guarantee;
+        config.state_dir = state_dir.clone();
+        let streams =
+            KafkaStreams::new(topology(&input, &output)?, config.clone(), cluster.clone())?;
+        let queries = streams.queries();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = runtime.spawn(streams.run(async move {
+            let _ = stopped.await;
+        }));
+        let started = Instant::now();
+        let (app0, broker0) = (
+            cpu_seconds(None)?,
+            broker_pid.map(|p| cpu_seconds(Some(p))).transpose()?,
+        );
+        // Done when every input is committed and every order is counted:
+        // the aggregation reads a repartition topic, which under exactly
+        // once trails the input by a commit (and ends with a transaction
+        // marker, so its offsets never reach the log end).
+        wait_committed(bootstrap, &app, &input, partitions)?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while counted(&queries)? < records {
+            if Instant::now() > deadline {
+                bail!("{guarantee:?}: not every order was counted in time");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (seconds, app1, broker1) = (
+            started.elapsed().as_secs_f64(),
+            cpu_seconds(None)?,
+            broker_pid.map(|p| cpu_seconds(Some(p))).transpose()?,
+        );
+        // Correctness: the counts add up to every order, no more (a
+        // duplicate under exactly once would push it past).
+        let total = counted(&queries)?;
+        let _ = stop.send(());
+        runtime.block_on(handle)??;
+        if total != records {
+            bail!("{guarantee:?}: the counts add up to {total}, not {records}");
+        }
+        figures.push(Figures {
+            label: format!("{guarantee:?}"),
+            seconds,
+            app_cpu: app1 - app0,
+            broker_cpu: broker1.zip(broker0).map(|(b, b0)| b - b0),
+        });
+        eprintln!("{guarantee:?}: {:.0} records/s", records as f64 / seconds);
+        if guarantee == ProcessingGuarantee::AtLeastOnce {
+            restore_source = Some((app, output, config, state_dir));
+        }
+    }
+
+    // Restore: the at-least-once application again, its local state gone,
+    // no new input: all the time goes into replaying the changelog.
+    let (app, output, config, state_dir) = restore_source.context("no at-least-once run")?;
+    std::fs::remove_dir_all(&state_dir).ok();
+    let changelog = format!("{app}-customer-stats-changelog");
+    let changelog_records = topic_size(bootstrap, &changelog, partitions)?;
+    let registry = prometheus::Registry::new();
+    let streams =
+        KafkaStreams::new(topology(&input, &output)?, config, cluster)?.with_metrics(&registry)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = runtime.spawn(streams.run(async move {
+        let _ = stopped.await;
+    }));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let restored: f64 = registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "engine_restored_records_total")
+            .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()))
+            .sum();
+        if restored as i64 >= changelog_records {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("restore did not finish ({restored} of {changelog_records})");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let restore_seconds = started.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    runtime.block_on(handle)??;
+
+    println!(
+        "| guarantee | records | seconds | records/s | app CPU-s per 1M | broker CPU-s per 1M |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for f in &figures {
+        let per_million = |cpu: f64| cpu / records as f64 * 1e6;
+        println!(
+            "| {} | {records} | {:.2} | {:.0} | {:.2} | {} |",
+            f.label,
+            f.seconds,
+            records as f64 / f.seconds,
+            per_million(f.app_cpu),
+            f.broker_cpu
+                .map_or("n/a".to_owned(), |b| format!("{:.2}", per_million(b)))
+        );
+    }
+    if let [alos, eos] = figures.as_slice() {
+        println!();
+        println!(
+            "exactly once / at least once throughput: {:.2}x",
+            alos.seconds / eos.seconds
+        );
+    }
+    println!(
+        "restore: {changelog_records} changelog records in {restore_seconds:.2} s from the start of the application = {:.0} records/s",
+        changelog_records as f64 / restore_seconds
+    );
+    Ok(())
+}
+
+/// Orders counted so far, over every customer.
+fn counted(queries: &engine::queries::Queries) -> anyhow::Result<u64> {
+    Ok(queries
+        .range("customer-stats", None, None, &Utf8, &Json::<Stats>::new())?
+        .iter()
+        .map(|(_, stats)| stats.orders)
+        .sum())
+}
+
+fn tempfile_dir(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("bench-state-{name}"));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn topic_size(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let mut total = 0;
+    for partition in 0..partitions {
+        total += consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))?
+            .1;
+    }
+    Ok(total)
+}
+
+/// Waits until the group has committed every input offset.
+fn wait_committed(
+    bootstrap: &str,
+    group: &str,
+    input: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("isolation.level", "read_uncommitted")
+        .create()?;
+    let mut ends = Vec::new();
+    for partition in 0..partitions {
+        ends.push(
+            consumer
+                .fetch_watermarks(input, partition, Duration::from_secs(10))?
+                .1,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while committed(&consumer, input, partitions).unwrap_or_default() != ends {
+        if Instant::now() > deadline {
+            bail!("{group} did not commit all its input");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
