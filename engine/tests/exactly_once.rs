@@ -47,12 +47,7 @@ fn totals_topology(input: &str, output: &str, work: Duration) -> Topology {
     let builder = StreamsBuilder::new();
     builder
         .stream(input, Utf8, Json::<Input>::new())
-        .peek(move |_, _| {
-            let until = Instant::now() + work;
-            while Instant::now() < until {
-                std::hint::spin_loop();
-            }
-        })
+        .peek(move |_, _| busy_work(work))
         .group_by_key(Utf8, Json::<Input>::new())
         .aggregate(
             "totals",

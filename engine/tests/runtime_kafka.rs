@@ -6,13 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::serdes::{Json, Utf8};
 use engine::{Cluster, KafkaStreams, StreamsBuilder, StreamsConfig, Topology};
-use futures::StreamExt;
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
 mod common;
@@ -39,12 +37,7 @@ fn enrich_topology(input: &str, output: &str, work: Duration) -> Topology {
     let builder = StreamsBuilder::new();
     builder
         .stream(input, Utf8, Json::<Item>::new())
-        .peek(move |_, _| {
-            let until = Instant::now() + work;
-            while Instant::now() < until {
-                std::hint::spin_loop();
-            }
-        })
+        .peek(move |_, _| busy_work(work))
         .map_values(|item: Item| Enriched {
             group: format!("g{}", item.seq % 7),
             key: item.key,
@@ -57,33 +50,18 @@ fn enrich_topology(input: &str, output: &str, work: Duration) -> Topology {
 /// Produces `count` items keyed `k{i % keys}` with per-key sequence numbers,
 /// in order; returns the delivery (partition, offset) of each.
 async fn produce_items(topic: &str, count: u64, keys: u64) -> Vec<(i32, i64)> {
-    let producer: FutureProducer = testkit::kafka()
-        .client_config()
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap();
-    let sends = futures::stream::iter((0..count).map(|i| {
-        let producer = &producer;
-        async move {
+    let records = (0..count)
+        .map(|i| {
             let key = format!("k{}", i % keys);
             let value = serde_json::to_vec(&Item {
                 key: key.clone(),
                 seq: i / keys,
             })
             .unwrap();
-            let delivery = producer
-                .send(
-                    FutureRecord::to(topic).key(&key).payload(&value),
-                    Duration::from_secs(30),
-                )
-                .await
-                .unwrap();
-            (delivery.partition, delivery.offset)
-        }
-    }))
-    .buffered(20_000);
-    sends.collect().await
+            (key, value)
+        })
+        .collect();
+    produce_raw(topic, records).await
 }
 
 /// 100,000 records over 6 partitions, re-keyed with `select_key` and moved

@@ -35,6 +35,15 @@ pub(crate) fn init_logging() {
     }
 }
 
+/// Spins for `work`: stands in for CPU-heavy processing, so a test can
+/// catch a pipeline mid-stream.
+pub(crate) fn busy_work(work: Duration) {
+    let until = Instant::now() + work;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
 /// Whether a Kafka error is one the protocol says to retry.
 fn is_retriable(error: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode::*;
