@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use engine::Cluster;
+use engine::{Cluster, KafkaStreams, StreamsConfig, Topology};
 use futures::StreamExt;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -99,4 +99,32 @@ pub async fn read_until(
         ));
     }
     Ok(records)
+}
+
+/// Runs `topology` as application `application_id` on `cluster` while
+/// reading `topics` from the beginning until `count` records have arrived,
+/// then shuts it down gracefully (as SIGINT or SIGTERM would); returns what
+/// arrived as (topic, partition, key, value).
+pub async fn run_until_outputs(
+    cluster: &Cluster,
+    application_id: &str,
+    topology: Topology,
+    topics: &[&str],
+    count: usize,
+) -> anyhow::Result<Vec<(String, i32, String, Vec<u8>)>> {
+    let mut config = StreamsConfig::new(application_id);
+    config.bootstrap_servers = (!cluster.is_embedded()).then(|| cluster.bootstrap_servers().into());
+    let streams = KafkaStreams::new(topology, config, cluster.clone())?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = tokio::spawn(streams.run(async move {
+        tokio::select! {
+            () = engine::shutdown::signal() => {}
+            _ = done_rx => {}
+        }
+    }));
+    let group = format!("{application_id}-reader-{}", std::process::id());
+    let outputs = read_until(cluster, &group, topics, count).await?;
+    let _ = done_tx.send(());
+    app.await.context("the pipeline task panicked")??;
+    Ok(outputs)
 }

@@ -11,10 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Parser;
 use engine::serdes::{Json, Utf8};
-use engine::{KafkaStreams, StreamsBuilder, StreamsConfig, Topology};
+use engine::{StreamsBuilder, Topology};
 use serde::{Deserialize, Serialize};
 
 /// Command-line options.
@@ -122,23 +121,11 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     examples::produce_all(&cluster, "readings", readings).await?;
 
-    let mut config = StreamsConfig::new("alerts-example");
-    config.bootstrap_servers = (!cluster.is_embedded()).then(|| cluster.bootstrap_servers().into());
-    let streams = KafkaStreams::new(topology, config, cluster.clone())?;
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = tokio::spawn(streams.run(async move {
-        tokio::select! {
-            () = engine::shutdown::signal() => {}
-            _ = done_rx => {}
-        }
-    }));
-
     // Every reading ends up in exactly one of the three topics.
-    let group = format!("alerts-example-reader-{}", std::process::id());
     let topics = ["alerts", "normal-readings", "readings-dead-letters"];
-    let outputs = examples::read_until(&cluster, &group, &topics, args.records).await?;
-    let _ = done_tx.send(());
-    app.await.context("the pipeline task panicked")??;
+    let outputs =
+        examples::run_until_outputs(&cluster, "alerts-example", topology, &topics, args.records)
+            .await?;
 
     let mut per_topic: BTreeMap<String, usize> = BTreeMap::new();
     for (topic, _, _, _) in &outputs {

@@ -15,10 +15,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Parser;
 use engine::serdes::{Json, Utf8};
-use engine::{KafkaStreams, StreamsBuilder, StreamsConfig, Topology};
+use engine::{StreamsBuilder, Topology};
 use serde::{Deserialize, Serialize};
 
 /// Command-line options.
@@ -105,20 +104,14 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     examples::produce_all(&cluster, "orders", orders).await?;
 
-    let mut config = StreamsConfig::new("customer-orders-example");
-    config.bootstrap_servers = (!cluster.is_embedded()).then(|| cluster.bootstrap_servers().into());
-    let streams = KafkaStreams::new(topology, config, cluster.clone())?;
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = tokio::spawn(streams.run(async move {
-        tokio::select! {
-            () = engine::shutdown::signal() => {}
-            _ = done_rx => {}
-        }
-    }));
-    let group = format!("customer-orders-reader-{}", std::process::id());
-    let outputs = examples::read_until(&cluster, &group, &["customer-orders"], args.orders).await?;
-    let _ = done_tx.send(());
-    app.await.context("the pipeline task panicked")??;
+    let outputs = examples::run_until_outputs(
+        &cluster,
+        "customer-orders-example",
+        topology,
+        &["customer-orders"],
+        args.orders,
+    )
+    .await?;
 
     // Every customer's orders now live in exactly one partition.
     let mut partitions_of: HashMap<String, std::collections::BTreeSet<i32>> = HashMap::new();
