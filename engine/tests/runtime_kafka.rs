@@ -69,14 +69,7 @@ async fn produce_items(topic: &str, count: u64, keys: u64) -> Vec<(i32, i64)> {
 /// of each original key keep their order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_key_order_is_kept_through_select_key_and_repartition() {
-    let kafka = testkit::kafka();
-    let (input, output, app) = (
-        testkit::unique_name("order-in"),
-        testkit::unique_name("order-out"),
-        testkit::unique_name("order-app"),
-    );
-    kafka.create_topic(&input, PARTITIONS).await;
-    kafka.create_topic(&output, PARTITIONS).await;
+    let (input, output, app) = fresh_pipeline("order").await;
     const RECORDS: u64 = 100_000;
     const KEYS: u64 = 1_000;
     produce_items(&input, RECORDS, KEYS).await;
@@ -179,6 +172,45 @@ fn spawn_child(app: &str, input: &str, output: &str, work_us: u64) -> Child {
         .unwrap()
 }
 
+/// Fresh input and output topics (six partitions) and a fresh application id.
+async fn fresh_pipeline(prefix: &str) -> (String, String, String) {
+    let kafka = testkit::kafka();
+    let (input, output, app) = (
+        testkit::unique_name(&format!("{prefix}-in")),
+        testkit::unique_name(&format!("{prefix}-out")),
+        testkit::unique_name(&format!("{prefix}-app")),
+    );
+    kafka.create_topic(&input, PARTITIONS).await;
+    kafka.create_topic(&output, PARTITIONS).await;
+    (input, output, app)
+}
+
+/// A child process running the pipeline, returned once it has written
+/// outputs. 200 µs of work per record (~6 s for 30,000) keeps it mid-stream.
+async fn child_mid_stream(app: &str, input: &str, output: &str) -> Child {
+    let child = spawn_child(app, input, output, 200);
+    wait_for(
+        "the child to write outputs",
+        Duration::from_secs(60),
+        || topic_size(output) >= 3_000,
+    )
+    .await;
+    child
+}
+
+/// Runs the pipeline in process, without artificial work, until every
+/// input is committed, then stops it.
+async fn finish_in_process(app: &str, input: &str, output: &str) {
+    let running = Running::start(enrich_topology(input, output, Duration::ZERO), config(app));
+    wait_for(
+        "every input to be committed",
+        Duration::from_secs(90),
+        || committed(app, input) == end_offsets(input),
+    )
+    .await;
+    running.stop().await;
+}
+
 /// Every input's output, keyed by (original key, seq); values count copies.
 fn outputs_by_item(records: &[Read]) -> HashMap<(String, u64), u32> {
     let mut copies = HashMap::new();
@@ -194,25 +226,11 @@ fn outputs_by_item(records: &[Read]) -> HashMap<(String, u64), u32> {
 /// are allowed and counted, none is missing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_survives_sigkill_mid_stream() {
-    let kafka = testkit::kafka();
-    let (input, output, app) = (
-        testkit::unique_name("crash-in"),
-        testkit::unique_name("crash-out"),
-        testkit::unique_name("crash-app"),
-    );
-    kafka.create_topic(&input, PARTITIONS).await;
-    kafka.create_topic(&output, PARTITIONS).await;
+    let (input, output, app) = fresh_pipeline("crash").await;
     const RECORDS: u64 = 30_000;
     produce_items(&input, RECORDS, 500).await;
 
-    // 200 µs of work per record: ~6 s in all, so the kill lands mid-stream.
-    let mut child = spawn_child(&app, &input, &output, 200);
-    wait_for(
-        "the child to write outputs",
-        Duration::from_secs(60),
-        || topic_size(&output) >= 3_000,
-    )
-    .await;
+    let mut child = child_mid_stream(&app, &input, &output).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let written_before_kill = topic_size(&output);
@@ -227,17 +245,7 @@ async fn at_least_once_survives_sigkill_mid_stream() {
     );
 
     // Restart (in process) with no artificial work and let it finish.
-    let running = Running::start(
-        enrich_topology(&input, &output, Duration::ZERO),
-        config(&app),
-    );
-    wait_for(
-        "every input to be committed",
-        Duration::from_secs(90),
-        || committed(&app, &input) == end_offsets(&input),
-    )
-    .await;
-    running.stop().await;
+    finish_in_process(&app, &input, &output).await;
 
     let total = topic_size(&output) as usize;
     let copies = outputs_by_item(&read_records(&output, total).await);
@@ -257,24 +265,11 @@ async fn at_least_once_survives_sigkill_mid_stream() {
 /// and exits 0; a restart then finishes without reprocessing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_sigterm_commits_everything_processed() {
-    let kafka = testkit::kafka();
-    let (input, output, app) = (
-        testkit::unique_name("term-in"),
-        testkit::unique_name("term-out"),
-        testkit::unique_name("term-app"),
-    );
-    kafka.create_topic(&input, PARTITIONS).await;
-    kafka.create_topic(&output, PARTITIONS).await;
+    let (input, output, app) = fresh_pipeline("term").await;
     const RECORDS: u64 = 30_000;
     produce_items(&input, RECORDS, 500).await;
 
-    let mut child = spawn_child(&app, &input, &output, 200);
-    wait_for(
-        "the child to write outputs",
-        Duration::from_secs(60),
-        || topic_size(&output) >= 3_000,
-    )
-    .await;
+    let mut child = child_mid_stream(&app, &input, &output).await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -296,15 +291,7 @@ async fn graceful_sigterm_commits_everything_processed() {
         "every processed record was committed, and nothing more"
     );
 
-    let running = Running::start(
-        enrich_topology(&input, &output, Duration::ZERO),
-        config(&app),
-    );
-    wait_for("the restart to finish", Duration::from_secs(90), || {
-        committed(&app, &input) == end_offsets(&input)
-    })
-    .await;
-    running.stop().await;
+    finish_in_process(&app, &input, &output).await;
     assert_eq!(
         topic_size(&output),
         RECORDS as i64,
@@ -317,14 +304,7 @@ async fn graceful_sigterm_commits_everything_processed() {
 /// and finishes every record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_splits_partitions_and_survivor_takes_over() {
-    let kafka = testkit::kafka();
-    let (input, output, app) = (
-        testkit::unique_name("scale-in"),
-        testkit::unique_name("scale-out"),
-        testkit::unique_name("scale-app"),
-    );
-    kafka.create_topic(&input, PARTITIONS).await;
-    kafka.create_topic(&output, PARTITIONS).await;
+    let (input, output, app) = fresh_pipeline("scale").await;
 
     let first = Running::start(
         enrich_topology(&input, &output, Duration::ZERO),
@@ -386,14 +366,7 @@ async fn scale_out_splits_partitions_and_survivor_takes_over() {
 /// record is processed; the group's lag reaches zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_pills_go_to_the_dead_letter_topic_and_never_block() {
-    let kafka = testkit::kafka();
-    let (input, output, app) = (
-        testkit::unique_name("poison-in"),
-        testkit::unique_name("poison-out"),
-        testkit::unique_name("poison-app"),
-    );
-    kafka.create_topic(&input, PARTITIONS).await;
-    kafka.create_topic(&output, PARTITIONS).await;
+    let (input, output, app) = fresh_pipeline("poison").await;
     const RECORDS: u64 = 50_000;
     let records: Vec<(String, Vec<u8>)> = (0..RECORDS)
         .map(|i| {

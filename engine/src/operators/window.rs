@@ -453,36 +453,14 @@ impl<K: Data, A: Data> WindowOperator<K, A> {
         let Some(closed_before) = self.closed_before(ctx) else {
             return;
         };
-        let (size, grace) = (self.windows.size, self.windows.grace);
-        // Window [start, start + size) closes once start + size + grace <= time.
-        let bound = time
-            .saturating_sub(grace)
-            .saturating_sub(size)
-            .saturating_add(1);
+        let bound = self.closed_bound(time);
         if bound <= closed_before {
             return;
         }
-        let from = window_key(closed_before, &[]);
-        let to = window_key(bound, &[]);
-        let closing: Vec<(Vec<u8>, Vec<u8>)> = match self.raw.range(Some(&from), Some(&to)) {
-            Ok(entries) => match entries.collect::<Result<_, _>>() {
-                Ok(entries) => entries,
-                Err(error) => {
-                    return ctx.fail(
-                        self.id,
-                        ErrorClass::State,
-                        format!("scanning windows: {error}"),
-                    );
-                }
-            },
-            Err(error) => {
-                return ctx.fail(
-                    self.id,
-                    ErrorClass::State,
-                    format!("scanning windows: {error}"),
-                );
-            }
+        let Some(closing) = self.windows_between(closed_before, bound, ctx) else {
+            return;
         };
+        let size = self.windows.size;
         for (window, value) in closing {
             let Some((start, key_bytes)) = state::window::decode_index_key(&window) else {
                 continue;
@@ -514,13 +492,7 @@ impl<K: Data, A: Data> WindowOperator<K, A> {
             );
             ctx.enter(self.id);
         }
-        self.store.put_raw(
-            window_key(CLOSED_BOUND_START, &[]),
-            bound.to_be_bytes().to_vec(),
-            time,
-            ctx,
-        );
-        self.closed_before = Some(bound);
+        self.mark_closed(bound, time, ctx);
     }
 
     /// Drops windows no record can update any more (emit on update).
@@ -528,30 +500,56 @@ impl<K: Data, A: Data> WindowOperator<K, A> {
         let Some(closed_before) = self.closed_before(ctx) else {
             return;
         };
-        let (size, grace) = (self.windows.size, self.windows.grace);
-        let bound = time
-            .saturating_sub(grace)
-            .saturating_sub(size)
-            .saturating_add(1);
+        let bound = self.closed_bound(time);
         // Expire in steps of a window, not on every record.
-        if bound < closed_before.saturating_add(size) {
+        if bound < closed_before.saturating_add(self.windows.size) {
             return;
         }
-        let from = window_key(closed_before, &[]);
-        let to = window_key(bound, &[]);
-        let expired: Vec<Vec<u8>> = match self.raw.range(Some(&from), Some(&to)) {
-            Ok(entries) => entries.filter_map(Result::ok).map(|(key, _)| key).collect(),
+        let Some(expired) = self.windows_between(closed_before, bound, ctx) else {
+            return;
+        };
+        for (window, _) in expired {
+            self.store.delete(window, time, ctx);
+        }
+        self.mark_closed(bound, time, ctx);
+    }
+
+    /// The first window start still open at stream time `time`: window
+    /// `[start, start + size)` closes once `start + size + grace <= time`.
+    fn closed_bound(&self, time: i64) -> i64 {
+        time.saturating_sub(self.windows.grace)
+            .saturating_sub(self.windows.size)
+            .saturating_add(1)
+    }
+
+    /// Every stored window starting in `from..to`, in time order; `None`
+    /// after recording a store error in `ctx`.
+    fn windows_between(
+        &self,
+        from: i64,
+        to: i64,
+        ctx: &mut Ctx,
+    ) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        let (from, to) = (window_key(from, &[]), window_key(to, &[]));
+        let scanned = self
+            .raw
+            .range(Some(&from), Some(&to))
+            .and_then(|entries| entries.collect::<Result<Vec<_>, _>>());
+        match scanned {
+            Ok(entries) => Some(entries),
             Err(error) => {
-                return ctx.fail(
+                ctx.fail(
                     self.id,
                     ErrorClass::State,
                     format!("scanning windows: {error}"),
                 );
+                None
             }
-        };
-        for window in expired {
-            self.store.delete(window, time, ctx);
         }
+    }
+
+    /// Records that every window starting before `bound` is closed.
+    fn mark_closed(&mut self, bound: i64, time: i64, ctx: &mut Ctx) {
         self.store.put_raw(
             window_key(CLOSED_BOUND_START, &[]),
             bound.to_be_bytes().to_vec(),
