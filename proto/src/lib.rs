@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`coffee::v1`]: messages, the `CoffeeService` (ordering) and
 //!   `QueryService` (the pipeline's state) clients and servers.
+//! - [`events`]: the JSON records on the coffee topics (commands, decisions).
+//! - [`menu`]: the drinks that can be ordered and their preparation times.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC server reflection.
 //!
 //! # Example
@@ -20,6 +22,9 @@
 //! assert_eq!(request.customer_name, "John Doe");
 //! assert_eq!(OrderStatus::Completed.as_str_name(), "ORDER_STATUS_COMPLETED");
 //! ```
+
+pub mod events;
+pub mod menu;
 
 /// Generated code, grouped by protobuf package.
 pub mod coffee {
