@@ -10,7 +10,9 @@ use crate::serdes::{Serde, U64};
 use crate::stores::{KvStore, StoreKind, StoreSpec};
 use crate::table::{Lookup, Table};
 
-type Step<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
+/// One fold step; an `Err` fails the record (it follows the operator's
+/// error policy and leaves the store untouched).
+type Step<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> Result<A, String> + Send + Sync>;
 
 impl<K: Data, V: Data> GroupedStream<K, V> {
     /// Counts the records of each key, in store `store` (also the
@@ -40,7 +42,7 @@ impl<K: Data, V: Data> GroupedStream<K, V> {
             "count",
             store,
             Arc::new(U64),
-            Arc::new(|_, _, count| count.unwrap_or(0) + 1),
+            Arc::new(|_, _, count| Ok(count.unwrap_or(0) + 1)),
         )
     }
 
@@ -73,9 +75,11 @@ impl<K: Data, V: Data> GroupedStream<K, V> {
             "reduce",
             store,
             value_serde,
-            Arc::new(move |_, value, current| match current {
-                Some(current) => f(current, value),
-                None => value,
+            Arc::new(move |_, value, current| {
+                Ok(match current {
+                    Some(current) => f(current, value),
+                    None => value,
+                })
             }),
         )
     }
@@ -120,7 +124,57 @@ impl<K: Data, V: Data> GroupedStream<K, V> {
             "aggregate",
             store,
             Arc::new(aggregate_serde),
-            Arc::new(move |key, value, current| f(key, value, current.unwrap_or_else(&init))),
+            Arc::new(move |key, value, current| Ok(f(key, value, current.unwrap_or_else(&init)))),
+        )
+    }
+
+    /// Like [`GroupedStream::aggregate`], but `f` sees whether the key has
+    /// an aggregate yet and may refuse a record: an `Err` sends the record
+    /// where the operator's [`ErrorPolicy`](crate::ErrorPolicy) says (by
+    /// default the dead-letter topic, with the error as its reason) and
+    /// leaves the key's aggregate as it was. Suited to state machines that
+    /// must reject commands, such as an order that is cancelled twice.
+    ///
+    /// ```
+    /// use engine::serdes::{Json, Utf8};
+    /// use engine::{StreamsBuilder, TestDriver};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream("deposits", Utf8, Json::<i64>::new())
+    ///     .group_by_key(Utf8, Json::<i64>::new())
+    ///     .try_aggregate("balances", Json::<i64>::new(), |_account, amount, balance| {
+    ///         let balance = balance.unwrap_or(0) + amount;
+    ///         if balance < 0 { Err(format!("would overdraw to {balance}")) } else { Ok(balance) }
+    ///     });
+    /// let mut driver = TestDriver::new(builder.build()?)?;
+    /// let deposits = driver.input_topic("deposits", Utf8, Json::<i64>::new());
+    /// driver.pipe(&deposits, "ada".into(), 5)?;
+    /// driver.pipe(&deposits, "ada".into(), -7)?; // refused: dead-lettered
+    /// driver.pipe(&deposits, "ada".into(), -2)?;
+    /// assert_eq!(driver.store_get("balances", &"ada".to_string(), Utf8, Json::<i64>::new())?, Some(3));
+    /// let refused = driver.dead_letters();
+    /// assert_eq!(refused.len(), 1);
+    /// assert!(refused[0].message.contains("overdraw"));
+    /// # Ok::<(), engine::EngineError>(())
+    /// ```
+    pub fn try_aggregate<A: Data, E, F>(
+        self,
+        store: &str,
+        aggregate_serde: impl Serde<A>,
+        f: F,
+    ) -> Table<K, A>
+    where
+        E: std::fmt::Display,
+        F: Fn(&K, V, Option<A>) -> Result<A, E> + Send + Sync + 'static,
+    {
+        self.fold(
+            "try-aggregate",
+            store,
+            Arc::new(aggregate_serde),
+            Arc::new(move |key, value, current| {
+                f(key, value, current).map_err(|error| error.to_string())
+            }),
         )
     }
 
@@ -160,7 +214,12 @@ impl<K: Data, V: Data> GroupedStream<K, V> {
                         let Ok(current) = store.get(&key_bytes, ctx) else {
                             return;
                         };
-                        let updated = step(&record.key, record.value, current);
+                        let updated = match step(&record.key, record.value, current) {
+                            Ok(updated) => updated,
+                            Err(reason) => {
+                                return ctx.fail(id, crate::error::ErrorClass::Processing, reason);
+                            }
+                        };
                         if store
                             .put(key_bytes, &updated, record.timestamp, ctx)
                             .is_err()
