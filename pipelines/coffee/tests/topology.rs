@@ -23,7 +23,7 @@ fn at(seconds: i64) -> DateTime<Utc> {
 impl Shop {
     fn new() -> Self {
         let topology = topology::build(&TopologyConfig::default(), None).unwrap();
-        let mut driver = TestDriver::builder(topology)
+        let driver = TestDriver::builder(topology)
             .default_partitions(3)
             .build()
             .unwrap();
