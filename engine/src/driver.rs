@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::error::{EngineError, Result};
 use crate::policy::{Handled, handle_failure, headers};
 use crate::processor::Ctx;
+use crate::queries::Queries;
 use crate::record::{OutputRecord, RawRecord};
 use crate::serdes::Serde;
 use crate::task::{Task, TaskId};
@@ -105,6 +106,23 @@ impl TestDriverBuilder {
                 source_of.insert(topic.resolve(&application_id), sub);
             }
         }
+        // Every store is hosted here, and never restoring: the driver's
+        // queries answer like those of a single running instance.
+        let queries = Queries::default();
+        for (sub, specs) in topology.stores.iter().enumerate() {
+            for spec in specs {
+                queries.declare(
+                    &spec.name,
+                    task_counts.get(sub).copied().unwrap_or(1),
+                    spec.kind,
+                );
+            }
+        }
+        for (id, task) in &tasks {
+            for store in &task.stores {
+                queries.host(&store.name, id.partition, Arc::clone(&store.store), false);
+            }
+        }
         let dead_letter_topic: Arc<str> = topology.dead_letter_topic(&application_id).into();
         let ctx = Ctx::new(topology.node_names());
         Ok(TestDriver {
@@ -121,6 +139,7 @@ impl TestDriverBuilder {
             round_robin: 0,
             wall_clock: 0,
             skipped: Vec::new(),
+            queries,
         })
     }
 }
@@ -200,6 +219,7 @@ pub struct TestDriver {
     /// The driver's wall clock, in milliseconds; moved by `advance_wall_clock`.
     wall_clock: i64,
     skipped: Vec<crate::error::ProcessingError>,
+    queries: Queries,
 }
 
 impl TestDriver {
@@ -505,6 +525,15 @@ impl TestDriver {
                 ))
             })
             .collect()
+    }
+
+    /// Interactive queries over the driver's stores, the same API a running
+    /// application offers ([`KafkaStreams::queries`](crate::KafkaStreams::queries)):
+    /// every partition is hosted here and none is ever restoring. The
+    /// handle reads the stores live, so it sees records piped after it was
+    /// taken.
+    pub fn queries(&self) -> Queries {
+        self.queries.clone()
     }
 
     /// The errors of records dropped under the skip policy.

@@ -10,6 +10,12 @@
 //! is still being restored gives [`QueryError::Restoring`], so a caller can
 //! retry or route the request instead of reading stale or partial state.
 //!
+//! Key-value stores (`count`, `reduce`, `aggregate`, `table`) are read with
+//! [`Queries::get`] and [`Queries::range`]; window stores (`windowed_by`)
+//! with [`Queries::fetch_windows`] and [`Queries::all_windows`], which
+//! return each window's key, start and end with its value. Asking a store
+//! of the other kind gives [`QueryError::WrongStoreKind`].
+//!
 //! ```no_run
 //! # fn demo(streams: &engine::KafkaStreams) -> Result<(), engine::queries::QueryError> {
 //! use engine::serdes::{U64, Utf8};
@@ -17,6 +23,9 @@
 //! let queries = streams.queries();
 //! // … while `streams.run(…)` runs on another task:
 //! let count: Option<u64> = queries.get("orders-per-customer", &"ada".to_string(), &Utf8, &U64)?;
+//! // Lattes per minute, for the windows that started in the last hour:
+//! let now = 7_200_000;
+//! let lattes = queries.fetch_windows("demand-per-minute", &"latte".to_string(), now - 3_600_000, now, &Utf8, &U64)?;
 //! # Ok(()) }
 //! ```
 
@@ -25,8 +34,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use state::{KeyValueStore, StateError};
 
+use crate::operators::Windowed;
+use crate::operators::window::scan_windows;
 use crate::partitioner::partition_for_key;
 use crate::serdes::{Serde, SerdeError};
+use crate::stores::StoreKind;
 
 /// Why a query could not be answered here.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +64,17 @@ pub enum QueryError {
         /// The key's partition.
         partition: i32,
     },
+    /// The store is of another kind than the query reads: a window store
+    /// asked by key, or a key-value store asked for windows.
+    #[error("store {store} is a {kind} store; read it with {read_with}")]
+    WrongStoreKind {
+        /// The store.
+        store: String,
+        /// What it is: `key-value` or `window`.
+        kind: &'static str,
+        /// The queries that read it.
+        read_with: &'static str,
+    },
     /// The store failed.
     #[error("store: {0}")]
     State(#[from] StateError),
@@ -71,8 +94,62 @@ pub struct StoreMetadata {
 
 #[derive(Default)]
 struct Registry {
-    /// Store → partition count (from start-up) and hosted partitions.
-    stores: HashMap<String, (i32, BTreeMap<i32, Hosted>)>,
+    stores: HashMap<String, Declared>,
+}
+
+/// A store of the topology, as this instance knows it.
+struct Declared {
+    /// Partition count (from start-up).
+    partitions: i32,
+    kind: StoreKind,
+    hosted: BTreeMap<i32, Hosted>,
+}
+
+impl Declared {
+    /// Refuses a query for the other kind of store.
+    fn expect_kind(&self, store: &str, windows: bool) -> Result<(), QueryError> {
+        match (self.kind, windows) {
+            (StoreKind::KeyValue, false) | (StoreKind::Window { .. }, true) => Ok(()),
+            (StoreKind::KeyValue, true) => Err(QueryError::WrongStoreKind {
+                store: store.to_owned(),
+                kind: "key-value",
+                read_with: "get or range",
+            }),
+            (StoreKind::Window { .. }, false) => Err(QueryError::WrongStoreKind {
+                store: store.to_owned(),
+                kind: "window",
+                read_with: "fetch_windows or all_windows",
+            }),
+        }
+    }
+
+    /// The store of `key`'s partition, if hosted here and not restoring.
+    fn hosted_for(&self, store: &str, key: &[u8]) -> Result<Arc<dyn KeyValueStore>, QueryError> {
+        let partition = partition_for_key(key, self.partitions);
+        let hosted = self
+            .hosted
+            .get(&partition)
+            .ok_or_else(|| QueryError::NotHosted {
+                store: store.to_owned(),
+                partition,
+            })?;
+        if hosted.restoring {
+            return Err(QueryError::Restoring {
+                store: store.to_owned(),
+                partition,
+            });
+        }
+        Ok(Arc::clone(&hosted.store))
+    }
+
+    /// The stores of every partition hosted here and not restoring.
+    fn ready(&self) -> Vec<Arc<dyn KeyValueStore>> {
+        self.hosted
+            .values()
+            .filter(|h| !h.restoring)
+            .map(|h| Arc::clone(&h.store))
+            .collect()
+    }
 }
 
 struct Hosted {
@@ -102,26 +179,13 @@ impl Queries {
         value_serde: &impl Serde<V>,
     ) -> Result<Option<V>, QueryError> {
         let key = key_serde.serialize(key)?;
-        let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-        let (partitions, hosted) = registry
-            .stores
-            .get(store)
-            .ok_or_else(|| QueryError::UnknownStore(store.to_owned()))?;
-        let partition = partition_for_key(&key, *partitions);
-        let hosted = hosted
-            .get(&partition)
-            .ok_or_else(|| QueryError::NotHosted {
-                store: store.to_owned(),
-                partition,
-            })?;
-        if hosted.restoring {
-            return Err(QueryError::Restoring {
-                store: store.to_owned(),
-                partition,
-            });
-        }
+        let hosted = {
+            let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+            let declared = registry.declared(store)?;
+            declared.expect_kind(store, false)?;
+            declared.hosted_for(store, &key)?
+        };
         Ok(hosted
-            .store
             .get(&key)?
             .map(|bytes| value_serde.deserialize(&bytes))
             .transpose()?)
@@ -136,11 +200,10 @@ impl Queries {
     ) -> Result<i32, QueryError> {
         let key = key_serde.serialize(key)?;
         let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-        let (partitions, _) = registry
-            .stores
-            .get(store)
-            .ok_or_else(|| QueryError::UnknownStore(store.to_owned()))?;
-        Ok(partition_for_key(&key, *partitions))
+        Ok(partition_for_key(
+            &key,
+            registry.declared(store)?.partitions,
+        ))
     }
 
     /// Every entry of `store` in the partitions hosted here and not
@@ -156,17 +219,11 @@ impl Queries {
     ) -> Result<Vec<(K, V)>, QueryError> {
         let from = from.map(|key| key_serde.serialize(key)).transpose()?;
         let to = to.map(|key| key_serde.serialize(key)).transpose()?;
-        let stores: Vec<Arc<dyn KeyValueStore>> = {
+        let stores = {
             let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-            let (_, hosted) = registry
-                .stores
-                .get(store)
-                .ok_or_else(|| QueryError::UnknownStore(store.to_owned()))?;
-            hosted
-                .values()
-                .filter(|h| !h.restoring)
-                .map(|h| Arc::clone(&h.store))
-                .collect()
+            let declared = registry.declared(store)?;
+            declared.expect_kind(store, false)?;
+            declared.ready()
         };
         let mut entries = Vec::new();
         for hosted in stores {
@@ -186,28 +243,124 @@ impl Queries {
             .collect()
     }
 
+    /// The windows of `key` in window store `store` whose start lies in
+    /// `from_ms..=to_ms`, by ascending start. Like [`Queries::get`], the
+    /// key's partition must be hosted here and not restoring. Windows are
+    /// kept until their retention passes (see
+    /// [`TimeWindows::retention`](crate::operators::TimeWindows::retention)),
+    /// whether they are still open or already closed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use engine::operators::{TimeWindows, Windowed};
+    /// use engine::serdes::{U64, Utf8};
+    /// use engine::{StreamsBuilder, TestDriver};
+    ///
+    /// let minute = Duration::from_secs(60);
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream("orders", Utf8, Utf8)
+    ///     .group_by(|_id: &String, drink: &String| drink.clone(), Utf8, Utf8)
+    ///     .windowed_by(TimeWindows::tumbling(minute).retention(Duration::from_secs(3_600)))
+    ///     .count("demand-per-minute");
+    /// let mut driver = TestDriver::new(builder.build()?)?;
+    /// let orders = driver.input_topic("orders", Utf8, Utf8);
+    /// driver.pipe_at(&orders, "o1".into(), "latte".into(), 1_000)?;
+    /// driver.pipe_at(&orders, "o2".into(), "latte".into(), 61_000)?;
+    /// driver.pipe_at(&orders, "o3".into(), "latte".into(), 62_000)?;
+    ///
+    /// let queries = driver.queries();
+    /// let lattes = queries.fetch_windows("demand-per-minute", &"latte".to_string(), 0, 120_000, &Utf8, &U64)?;
+    /// let window = |start| Windowed { key: "latte".to_string(), start, end: start + 60_000 };
+    /// // The first minute has closed but is kept for an hour.
+    /// assert_eq!(lattes, [(window(0), 1), (window(60_000), 2)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fetch_windows<K, V>(
+        &self,
+        store: &str,
+        key: &K,
+        from_ms: i64,
+        to_ms: i64,
+        key_serde: &impl Serde<K>,
+        value_serde: &impl Serde<V>,
+    ) -> Result<Vec<(Windowed<K>, V)>, QueryError> {
+        let key = key_serde.serialize(key)?;
+        let (hosted, size) = {
+            let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+            let declared = registry.declared(store)?;
+            declared.expect_kind(store, true)?;
+            (declared.hosted_for(store, &key)?, declared.window_size())
+        };
+        // Windows are kept time-first: scan the span, keep this key's.
+        scan_windows(hosted.as_ref(), from_ms, to_ms)?
+            .into_iter()
+            .filter(|(_, stored, _)| *stored == key)
+            .map(|(start, stored, value)| {
+                decode_window(start, &stored, &value, size, key_serde, value_serde)
+            })
+            .collect()
+    }
+
+    /// The windows of every key in window store `store` whose start lies
+    /// in `from_ms..=to_ms`, over the partitions hosted here and not
+    /// restoring (like [`Queries::range`]), ordered by start, then by key
+    /// bytes.
+    pub fn all_windows<K, V>(
+        &self,
+        store: &str,
+        from_ms: i64,
+        to_ms: i64,
+        key_serde: &impl Serde<K>,
+        value_serde: &impl Serde<V>,
+    ) -> Result<Vec<(Windowed<K>, V)>, QueryError> {
+        let (stores, size) = {
+            let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+            let declared = registry.declared(store)?;
+            declared.expect_kind(store, true)?;
+            (declared.ready(), declared.window_size())
+        };
+        let mut windows = Vec::new();
+        for hosted in stores {
+            windows.extend(scan_windows(hosted.as_ref(), from_ms, to_ms)?);
+        }
+        windows.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        windows
+            .into_iter()
+            .map(|(start, key, value)| {
+                decode_window(start, &key, &value, size, key_serde, value_serde)
+            })
+            .collect()
+    }
+
     /// What this instance knows of `store`, if the topology has it.
     pub fn metadata(&self, store: &str) -> Option<StoreMetadata> {
         let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-        registry
-            .stores
-            .get(store)
-            .map(|(partitions, hosted)| StoreMetadata {
-                partitions: *partitions,
-                hosted: hosted.iter().map(|(p, h)| (*p, h.restoring)).collect(),
-            })
+        registry.stores.get(store).map(|declared| StoreMetadata {
+            partitions: declared.partitions,
+            hosted: declared
+                .hosted
+                .iter()
+                .map(|(p, h)| (*p, h.restoring))
+                .collect(),
+        })
     }
 
-    pub(crate) fn declare(&self, store: &str, partitions: i32) {
+    pub(crate) fn declare(&self, store: &str, partitions: i32, kind: StoreKind) {
         let mut registry = self
             .registry
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        registry
+        let declared = registry
             .stores
             .entry(store.to_owned())
-            .or_insert_with(|| (partitions, BTreeMap::new()))
-            .0 = partitions;
+            .or_insert_with(|| Declared {
+                partitions,
+                kind,
+                hosted: BTreeMap::new(),
+            });
+        declared.partitions = partitions;
+        declared.kind = kind;
     }
 
     pub(crate) fn host(
@@ -221,8 +374,8 @@ impl Queries {
             .registry
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, hosted)) = registry.stores.get_mut(store) {
-            hosted.insert(
+        if let Some(declared) = registry.stores.get_mut(store) {
+            declared.hosted.insert(
                 partition,
                 Hosted {
                     store: handle,
@@ -240,7 +393,7 @@ impl Queries {
         if let Some(hosted) = registry
             .stores
             .get_mut(store)
-            .and_then(|(_, h)| h.get_mut(&partition))
+            .and_then(|declared| declared.hosted.get_mut(&partition))
         {
             hosted.restoring = false;
         }
@@ -251,8 +404,43 @@ impl Queries {
             .registry
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, hosted)) = registry.stores.get_mut(store) {
-            hosted.remove(&partition);
+        if let Some(declared) = registry.stores.get_mut(store) {
+            declared.hosted.remove(&partition);
         }
     }
+}
+
+impl Registry {
+    fn declared(&self, store: &str) -> Result<&Declared, QueryError> {
+        self.stores
+            .get(store)
+            .ok_or_else(|| QueryError::UnknownStore(store.to_owned()))
+    }
+}
+
+impl Declared {
+    /// The window size of a window store (0 for any other store).
+    fn window_size(&self) -> i64 {
+        match self.kind {
+            StoreKind::Window { size_ms } => size_ms,
+            StoreKind::KeyValue => 0,
+        }
+    }
+}
+
+/// A stored window as the caller's types.
+fn decode_window<K, V>(
+    start: i64,
+    key: &[u8],
+    value: &[u8],
+    size: i64,
+    key_serde: &impl Serde<K>,
+    value_serde: &impl Serde<V>,
+) -> Result<(Windowed<K>, V), QueryError> {
+    let windowed = Windowed {
+        key: key_serde.deserialize(key)?,
+        start,
+        end: start.saturating_add(size),
+    };
+    Ok((windowed, value_serde.deserialize(value)?))
 }

@@ -23,6 +23,16 @@ use crate::serdes::Serde;
 pub enum StoreKind {
     /// A key-value store.
     KeyValue,
+    /// Time windows of `size_ms` milliseconds, one value per key and
+    /// window. They are kept in a key-value store under time-first keys
+    /// (window start, then key: [`state::window::encode_index_key`]), so
+    /// closing and expiring windows are range scans in time order;
+    /// interactive queries read them with
+    /// [`Queries::fetch_windows`](crate::queries::Queries::fetch_windows).
+    Window {
+        /// The window size.
+        size_ms: i64,
+    },
 }
 
 /// A store an operator declares.

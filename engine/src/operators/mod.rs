@@ -16,7 +16,7 @@ mod split;
 mod table_source;
 mod to;
 mod try_map_values;
-mod window;
+pub(crate) mod window;
 
 pub use group::GroupedStream;
 pub use repartition::Repartitioned;

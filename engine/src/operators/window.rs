@@ -1,7 +1,26 @@
 //! `windowed_by`: aggregate each key's records per time window — tumbling
 //! or hopping, with a grace period for late records, emitting on every
 //! update or once per window when it closes (by stream time, or by wall
-//! clock when a partition goes idle).
+//! clock when a partition goes idle), and keeping windows readable through
+//! interactive queries for a configurable retention.
+//!
+//! # How windows are stored
+//! A window store is a key-value store with time-first keys:
+//! `ordered start ++ key bytes` ([`state::window::encode_index_key`]), the
+//! value being the encoded aggregate. Closing and expiring windows are then
+//! range scans from the oldest start, and "every window in a time span" is
+//! one scan. One entry is not a window: at the smallest start, `i64::MIN`,
+//! with an empty key, the operator keeps the bound below which every window
+//! is closed, so a restart never reopens (or emits again) what was closed.
+//! No window can start at `i64::MIN` (that bound starts above it), and every
+//! reader of windows ([`scan_windows`]) starts above it.
+//!
+//! The engine does not use [`state::WindowStore`] here: that store keeps
+//! every window twice (a key-first primary and a time index), which doubles
+//! the writes of every update and of every restored changelog record, and
+//! its changelog would need a format of its own. Its one advantage, reading
+//! one key's windows without scanning the others of the same time span,
+//! matters little while retention bounds what the store holds.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -85,12 +104,15 @@ pub enum Emit {
 }
 
 /// Time windows: their size, how far apart they start, how long late
-/// records are still accepted, and when results are emitted.
+/// records are still accepted, how long windows are kept, and when results
+/// are emitted.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeWindows {
     size: i64,
     advance: i64,
     grace: i64,
+    /// `None`: size + grace.
+    retention: Option<i64>,
     emit: Emit,
     idle: Option<i64>,
 }
@@ -107,6 +129,7 @@ impl TimeWindows {
             size,
             advance: size,
             grace: 0,
+            retention: None,
             emit: Emit::OnUpdate,
             idle: None,
         }
@@ -121,6 +144,7 @@ impl TimeWindows {
             size,
             advance,
             grace: 0,
+            retention: None,
             emit: Emit::OnUpdate,
             idle: None,
         }
@@ -130,6 +154,43 @@ impl TimeWindows {
     /// time); later ones are dropped as late.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = millis(grace);
+        self
+    }
+
+    /// How long windows stay in the store, and readable through interactive
+    /// queries, measured in stream time from each window's start: a window
+    /// is dropped once stream time reaches `start + retention` (Kafka
+    /// Streams' retention of window stores). It must be at least the window
+    /// size plus the grace period, or the topology does not build: a window
+    /// must not be dropped before it closes. The default is exactly size +
+    /// grace, so a window is dropped as soon as it closes; a longer
+    /// retention keeps a closed window queryable for `retention - size -
+    /// grace` after it closed. With [`TimeWindows::emit_final`] a closed
+    /// window is still emitted once only, however long it is kept.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use engine::operators::TimeWindows;
+    /// use engine::serdes::Utf8;
+    /// use engine::StreamsBuilder;
+    ///
+    /// let minute = Duration::from_secs(60);
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream("orders", Utf8, Utf8)
+    ///     .group_by_key(Utf8, Utf8)
+    ///     // 30 s is shorter than the 1-minute window plus its 10 s grace.
+    ///     .windowed_by(
+    ///         TimeWindows::tumbling(minute)
+    ///             .grace(Duration::from_secs(10))
+    ///             .retention(Duration::from_secs(30)),
+    ///     )
+    ///     .count("demand");
+    /// let error = builder.build().unwrap_err().to_string();
+    /// assert!(error.contains("retention of 30000 ms"), "{error}");
+    /// ```
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(millis(retention));
         self
     }
 
@@ -152,6 +213,52 @@ impl TimeWindows {
     /// The window size in milliseconds.
     pub fn size_ms(&self) -> i64 {
         self.size
+    }
+
+    /// The grace period in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace
+    }
+
+    /// How long windows are kept, in milliseconds from their start (see
+    /// [`TimeWindows::retention`]).
+    pub fn retention_ms(&self) -> i64 {
+        self.retention
+            .unwrap_or_else(|| self.size.saturating_add(self.grace))
+    }
+
+    /// The smallest window start `>= bound`: windows start at multiples of
+    /// `advance`, so "starts before `bound`" and "starts before the aligned
+    /// bound" are the same windows, and the aligned bound moves only once
+    /// per advance (one scan and one bound write per step, not per record).
+    /// Clamped above the closed-bound entry's start.
+    fn align_up(&self, bound: i64) -> i64 {
+        let advance = i128::from(self.advance);
+        let bound = i128::from(bound);
+        let aligned = bound.div_euclid(advance) * advance
+            + if bound.rem_euclid(advance) == 0 {
+                0
+            } else {
+                advance
+            };
+        i64::try_from(aligned.clamp(i128::from(i64::MIN) + 1, i128::from(i64::MAX)))
+            .unwrap_or(i64::MAX)
+    }
+
+    /// The first window start still open at stream time `time`: window
+    /// `[start, start + size)` closes once `start + size + grace <= time`.
+    fn closed_bound(&self, time: i64) -> i64 {
+        self.align_up(
+            time.saturating_sub(self.grace)
+                .saturating_sub(self.size)
+                .saturating_add(1),
+        )
+    }
+
+    /// The first window start still kept at stream time `time`: a window is
+    /// dropped once `start + retention <= time`.
+    fn expired_bound(&self, time: i64) -> i64 {
+        self.align_up(time.saturating_sub(self.retention_ms()).saturating_add(1))
     }
 
     /// Starts of the windows containing `timestamp`, ascending.
@@ -216,8 +323,42 @@ type Step<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
 /// first start holds the bound below which every window is closed.
 const CLOSED_BOUND_START: i64 = i64::MIN;
 
+/// The smallest start a real window can have: every window below the
+/// initial closed bound is closed, so none is ever stored there.
+pub(crate) const FIRST_WINDOW_START: i64 = CLOSED_BOUND_START + 1;
+
 fn window_key(start: i64, key: &[u8]) -> Vec<u8> {
     state::window::encode_index_key(start, key)
+}
+
+/// A stored window: its start, its key's bytes and its value's bytes.
+pub(crate) type RawWindow = (i64, Vec<u8>, Vec<u8>);
+
+/// Every window of a window store whose start lies in `from..=to`, in
+/// (start, key bytes) order. The closed-bound entry is never among them.
+pub(crate) fn scan_windows(
+    store: &dyn state::KeyValueStore,
+    from: i64,
+    to: i64,
+) -> state::Result<Vec<RawWindow>> {
+    let from = from.max(FIRST_WINDOW_START);
+    if from > to {
+        return Ok(Vec::new());
+    }
+    let lower = window_key(from, &[]);
+    let upper = to.checked_add(1).map(|next| window_key(next, &[]));
+    let mut windows = Vec::new();
+    for entry in store.range(Some(&lower), upper.as_deref())? {
+        let (stored, value) = entry?;
+        let Some((start, key)) = state::window::decode_index_key(&stored) else {
+            return Err(state::StateError::Corrupted {
+                location: format!("window store {}", store.name()),
+                message: format!("undecodable window key {stored:02x?}"),
+            });
+        };
+        windows.push((start, key.to_vec(), value));
+    }
+    Ok(windows)
 }
 
 impl<K: Data, V: Data> WindowedStream<K, V> {
@@ -278,10 +419,23 @@ impl<K: Data, V: Data> WindowedStream<K, V> {
         let input = self.grouped.input(store);
         let key_serde = Arc::clone(&self.grouped.key_serde);
         let windows = self.windows;
+        let minimum = windows.size.saturating_add(windows.grace);
+        if windows.retention_ms() < minimum {
+            input.record_error(format!(
+                "windowed store {store}: a retention of {} ms is shorter than the window size \
+                 ({} ms) plus the grace period ({} ms); windows would be dropped before they \
+                 close, so set it to at least {minimum} ms",
+                windows.retention_ms(),
+                windows.size,
+                windows.grace,
+            ));
+        }
         let store_name = store.to_owned();
         let spec = StoreSpec {
             name: store_name.clone(),
-            kind: StoreKind::KeyValue,
+            kind: StoreKind::Window {
+                size_ms: windows.size,
+            },
         };
         let changes: crate::Stream<Windowed<K>, Option<A>> =
             input.add_stateful(operator, vec![spec], move |id, children, env| {
@@ -301,6 +455,7 @@ impl<K: Data, V: Data> WindowedStream<K, V> {
                     aggregate_serde: Arc::clone(&aggregate_serde),
                     out: Emitter::<Windowed<K>, Option<A>>::from_built(id, children)?,
                     closed_before: None,
+                    expired_before: FIRST_WINDOW_START,
                     last_record_wall: None,
                 }));
                 if windows.emit == Emit::OnWindowClose && windows.idle.is_some() {
@@ -345,6 +500,10 @@ struct WindowOperator<K, A> {
     /// Every window starting before this is closed (loaded lazily, kept in
     /// the store so a restart does not reopen what was already emitted).
     closed_before: Option<i64>,
+    /// Every window starting before this has been dropped. Not persisted:
+    /// after a restart the first expiry scans from the oldest window, which
+    /// finds only what was not dropped yet.
+    expired_before: i64,
     last_record_wall: Option<i64>,
 }
 
@@ -407,11 +566,7 @@ impl<K: Data, A: Data> WindowOperator<K, A> {
                 );
             }
         }
-        match self.windows.emit {
-            Emit::OnWindowClose => self.close_until(ctx.stream_time, ctx),
-            // Emitted windows need no state once no record can reach them.
-            Emit::OnUpdate => self.expire(ctx.stream_time, ctx),
-        }
+        self.advance_to(ctx.stream_time, ctx);
     }
 
     fn on_tick(&mut self, ctx: &mut Ctx) {
@@ -421,7 +576,18 @@ impl<K: Data, A: Data> WindowOperator<K, A> {
         let quiet = ctx.wall_clock.saturating_sub(last_wall);
         if quiet >= idle && ctx.stream_time > i64::MIN {
             ctx.enter(self.id);
-            self.close_until(ctx.stream_time.saturating_add(quiet), ctx);
+            // Stream time is taken to move on with the wall clock: windows
+            // close, and expire, as if records had kept it moving.
+            self.advance_to(ctx.stream_time.saturating_add(quiet), ctx);
+        }
+    }
+
+    /// Closes (emitting them under emit-final) the windows that have closed
+    /// by stream time `time`, then drops those past their retention.
+    fn advance_to(&mut self, time: i64, ctx: &mut Ctx) {
+        self.close_until(time, ctx);
+        if ctx.error.is_none() {
+            self.expire(time, ctx);
         }
     }
 
@@ -443,99 +609,84 @@ impl<K: Data, A: Data> WindowOperator<K, A> {
         };
         let bound = stored
             .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-            .map_or(i64::MIN + 1, i64::from_be_bytes);
+            .map_or(FIRST_WINDOW_START, i64::from_be_bytes);
         self.closed_before = Some(bound);
         Some(bound)
     }
 
-    /// Emits and forgets every window that has closed by `time`.
+    /// Marks every window that has closed by `time` as closed; under
+    /// emit-final, emits each of them first. Closed windows stay in the
+    /// store (readable) until they expire; the persisted bound is what
+    /// keeps them from being updated or emitted again.
     fn close_until(&mut self, time: i64, ctx: &mut Ctx) {
         let Some(closed_before) = self.closed_before(ctx) else {
             return;
         };
-        let bound = self.closed_bound(time);
+        let bound = self.windows.closed_bound(time);
         if bound <= closed_before {
             return;
         }
-        let Some(closing) = self.windows_between(closed_before, bound, ctx) else {
-            return;
-        };
-        let size = self.windows.size;
-        for (window, value) in closing {
-            let Some((start, key_bytes)) = state::window::decode_index_key(&window) else {
-                continue;
+        if self.windows.emit == Emit::OnWindowClose {
+            let Some(closing) = self.windows_between(closed_before, bound, ctx) else {
+                return;
             };
-            let decoded = self
-                .key_serde
-                .deserialize(key_bytes)
-                .and_then(|key| Ok((key, self.aggregate_serde.deserialize(&value)?)));
-            let (key, aggregate) = match decoded {
-                Ok(decoded) => decoded,
-                Err(error) => {
-                    return ctx.fail(
-                        self.id,
-                        ErrorClass::State,
-                        format!("decoding a window: {error}"),
-                    );
-                }
-            };
-            let end = start.saturating_add(size);
-            self.store.delete(window, end, ctx);
-            let key = Windowed { key, start, end };
-            self.out.emit(
-                Record {
-                    key,
-                    value: Some(aggregate),
-                    timestamp: end - 1,
-                },
-                ctx,
-            );
-            ctx.enter(self.id);
+            let size = self.windows.size;
+            for (start, key_bytes, value) in closing {
+                let decoded = self
+                    .key_serde
+                    .deserialize(&key_bytes)
+                    .and_then(|key| Ok((key, self.aggregate_serde.deserialize(&value)?)));
+                let (key, aggregate) = match decoded {
+                    Ok(decoded) => decoded,
+                    Err(error) => {
+                        return ctx.fail(
+                            self.id,
+                            ErrorClass::State,
+                            format!("decoding a window: {error}"),
+                        );
+                    }
+                };
+                let end = start.saturating_add(size);
+                let key = Windowed { key, start, end };
+                self.out.emit(
+                    Record {
+                        key,
+                        value: Some(aggregate),
+                        timestamp: end - 1,
+                    },
+                    ctx,
+                );
+                ctx.enter(self.id);
+            }
         }
-        self.mark_closed(bound, time, ctx);
+        self.store.put_raw(
+            window_key(CLOSED_BOUND_START, &[]),
+            bound.to_be_bytes().to_vec(),
+            time,
+            ctx,
+        );
+        self.closed_before = Some(bound);
     }
 
-    /// Drops windows no record can update any more (emit on update).
+    /// Drops every window whose retention has passed by `time`.
     fn expire(&mut self, time: i64, ctx: &mut Ctx) {
-        let Some(closed_before) = self.closed_before(ctx) else {
-            return;
-        };
-        let bound = self.closed_bound(time);
-        // Expire in steps of a window, not on every record.
-        if bound < closed_before.saturating_add(self.windows.size) {
+        let bound = self.windows.expired_bound(time);
+        if bound <= self.expired_before {
             return;
         }
-        let Some(expired) = self.windows_between(closed_before, bound, ctx) else {
+        let Some(expired) = self.windows_between(self.expired_before, bound, ctx) else {
             return;
         };
-        for (window, _) in expired {
-            self.store.delete(window, time, ctx);
+        for (start, key_bytes, _) in expired {
+            self.store.delete(window_key(start, &key_bytes), time, ctx);
         }
-        self.mark_closed(bound, time, ctx);
-    }
-
-    /// The first window start still open at stream time `time`: window
-    /// `[start, start + size)` closes once `start + size + grace <= time`.
-    fn closed_bound(&self, time: i64) -> i64 {
-        time.saturating_sub(self.windows.grace)
-            .saturating_sub(self.windows.size)
-            .saturating_add(1)
+        self.expired_before = bound;
     }
 
     /// Every stored window starting in `from..to`, in time order; `None`
     /// after recording a store error in `ctx`.
-    fn windows_between(
-        &self,
-        from: i64,
-        to: i64,
-        ctx: &mut Ctx,
-    ) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-        let (from, to) = (window_key(from, &[]), window_key(to, &[]));
-        let scanned = self
-            .raw
-            .range(Some(&from), Some(&to))
-            .and_then(|entries| entries.collect::<Result<Vec<_>, _>>());
-        match scanned {
+    fn windows_between(&self, from: i64, to: i64, ctx: &mut Ctx) -> Option<Vec<RawWindow>> {
+        match scan_windows(self.raw.as_ref(), from, to.saturating_sub(1)) {
             Ok(entries) => Some(entries),
             Err(error) => {
                 ctx.fail(
@@ -546,17 +697,6 @@ impl<K: Data, A: Data> WindowOperator<K, A> {
                 None
             }
         }
-    }
-
-    /// Records that every window starting before `bound` is closed.
-    fn mark_closed(&mut self, bound: i64, time: i64, ctx: &mut Ctx) {
-        self.store.put_raw(
-            window_key(CLOSED_BOUND_START, &[]),
-            bound.to_be_bytes().to_vec(),
-            time,
-            ctx,
-        );
-        self.closed_before = Some(bound);
     }
 }
 
@@ -588,6 +728,29 @@ mod tests {
             windows.starts(59_999).collect::<Vec<_>>(),
             [0, 20_000, 40_000]
         );
+    }
+
+    #[test]
+    fn bounds_align_to_window_starts_and_never_reach_the_closed_bound_entry() {
+        let windows = TimeWindows::hopping(Duration::from_secs(60), Duration::from_secs(20))
+            .grace(Duration::from_secs(5))
+            .retention(Duration::from_secs(120));
+        // At 85 s, [20 s, 80 s) has closed (80 + 5 <= 85), [40 s, 100 s) not.
+        assert_eq!(windows.closed_bound(85_000), 40_000);
+        assert_eq!(windows.closed_bound(84_999), 20_000);
+        // Kept while start + 120 s > time.
+        assert_eq!(windows.expired_bound(139_999), 20_000);
+        assert_eq!(windows.expired_bound(140_000), 40_000);
+        assert_eq!(windows.closed_bound(0), -60_000);
+        // Bounds saturate instead of overflowing, and never go below the
+        // first possible window start (the closed-bound entry is below it).
+        for time in [i64::MIN, i64::MIN + 1] {
+            assert!(windows.closed_bound(time) >= FIRST_WINDOW_START);
+            assert!(windows.expired_bound(time) >= FIRST_WINDOW_START);
+            assert!(windows.closed_bound(time) < i64::MIN + 20_000);
+        }
+        // No overflow at the far end either.
+        assert_eq!(windows.closed_bound(i64::MAX) % 20_000, 0);
     }
 
     #[test]

@@ -190,9 +190,11 @@ impl KafkaStreams {
             info!(tasks = ?plan.tasks, dead_letters = plan.dead_letter_topic, "Starting.");
             for (sub, specs) in streams.topology.stores.iter().enumerate() {
                 for spec in specs {
-                    streams
-                        .queries
-                        .declare(&spec.name, plan.tasks.get(sub).copied().unwrap_or(1));
+                    streams.queries.declare(
+                        &spec.name,
+                        plan.tasks.get(sub).copied().unwrap_or(1),
+                        spec.kind,
+                    );
                 }
             }
             let mut source_of = HashMap::new();
