@@ -54,6 +54,10 @@ pub enum EngineError {
     /// A state store failed.
     #[error("state: {0}")]
     State(#[from] state::StateError),
+    /// An application could not be reset for a replay (it is running, or
+    /// the cluster cannot hold a reset).
+    #[error("cannot reset the application: {0}")]
+    Reset(String),
     /// The engine's embedded (in-memory) cluster failed.
     #[error("embedded cluster: {0}")]
     Embedded(String),

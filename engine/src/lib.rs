@@ -14,6 +14,7 @@
 //! - [`driver`]: the deterministic [`TestDriver`].
 //! - [`runtime`]: [`KafkaStreams`], the consumer-group runtime (at least once).
 //! - [`cluster`]: a real Kafka cluster, or the embedded in-memory one.
+//! - [`reset`]: replaying an application from the earliest offset or a time.
 //! - [`config`]: settings of the runtime ([`StreamsConfig`]).
 //! - [`metrics`]: the engine's Prometheus metrics.
 //! - [`shutdown`]: SIGINT/SIGTERM as a future.
@@ -57,6 +58,7 @@ pub mod policy;
 mod processor;
 pub mod queries;
 pub mod record;
+pub mod reset;
 pub mod runtime;
 pub mod serdes;
 pub mod shutdown;
