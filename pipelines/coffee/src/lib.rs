@@ -4,6 +4,10 @@
 //! # Layout
 //! - [`model`]: order state, the rules that change it, statistics, demand.
 //! - [`topology`]: the coffee topology on the engine.
+//! - [`query`]: the gRPC query service over the pipeline's stores.
+//! - [`barista`]: the consumer that claims, brews and reports orders.
 
+pub mod barista;
 pub mod model;
+pub mod query;
 pub mod topology;
