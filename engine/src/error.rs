@@ -47,6 +47,25 @@ pub enum EngineError {
         /// Why it failed.
         message: String,
     },
+    /// Under exactly-once, a stream thread's transactional producer failed
+    /// for good (fenced by another producer with the same transactional id,
+    /// or a fatal error) again and again, and rebuilding the thread each
+    /// time did not help: a fault no new producer can fix, such as a
+    /// setting the broker refuses or another live instance configured
+    /// with the same `instance_id`.
+    #[error(
+        "stream thread {thread} failed {attempts} times in a row with a fatal transactional \
+         error, rebuilding it in between; giving up. Last error: {source}"
+    )]
+    TransactionsFailed {
+        /// The stream thread's index.
+        thread: usize,
+        /// Failed incarnations in a row.
+        attempts: u32,
+        /// The last incarnation's error.
+        #[source]
+        source: Box<EngineError>,
+    },
     /// A key or value could not be encoded or decoded outside a topology
     /// (e.g. a record piped into the test driver).
     #[error("serde: {0}")]

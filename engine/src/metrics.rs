@@ -32,6 +32,9 @@ pub struct EngineMetrics {
     pub restore_remaining: IntGaugeVec,
     /// Transactions aborted (exactly once), by application.
     pub transaction_aborts: IntCounterVec,
+    /// Stream threads torn down and built again after their transactional
+    /// producer failed for good (exactly once), by application.
+    pub thread_rebuilds: IntCounterVec,
     /// Rebalances seen, by application and kind (assign, revoke).
     pub rebalances: IntCounterVec,
     /// Partitions assigned now, by application.
@@ -132,6 +135,12 @@ impl EngineMetrics {
             transaction_aborts: counter(
                 "engine_transaction_aborts_total",
                 "Transactions aborted and rewound (exactly once).",
+                &["application"],
+            )?,
+            thread_rebuilds: counter(
+                "engine_thread_rebuilds_total",
+                "Stream threads rebuilt (new producer, tasks restored) after a fatal \
+                 transactional error such as being fenced (exactly once).",
                 &["application"],
             )?,
             rebalances: counter(

@@ -4,6 +4,11 @@
 //! restarted; afterwards a verifier reads everything read_committed and
 //! checks every step of every key. The same run under `at_least_once` must
 //! fail the verifier, or the test is not sensitive enough to mean anything.
+//!
+//! The same verifier checks an application fenced mid-stream by another
+//! producer with its transactional id: it rebuilds its stream thread in
+//! place and goes on, exactly once. A fault no rebuild can fix stops it
+//! with an error after a bounded number of attempts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -122,6 +127,21 @@ impl Run {
     }
 }
 
+/// `ROUNDS` records for each of `KEYS` keys, with known amounts.
+fn input_records() -> Vec<(String, Vec<u8>)> {
+    (0..ROUNDS * KEYS)
+        .map(|i| {
+            let (key, seq) = (i % KEYS, i / KEYS);
+            let input = Input {
+                key: format!("k{key}"),
+                seq,
+                amount: amount(seq, key),
+            };
+            (input.key.clone(), serde_json::to_vec(&input).unwrap())
+        })
+        .collect()
+}
+
 /// Loads the input, then runs the child under `guarantee`, killing it
 /// `KILLS` times mid-stream (each kill proven to land while input was
 /// still unprocessed), and finally lets it finish and stop cleanly.
@@ -136,18 +156,7 @@ async fn crash_run(guarantee: &'static str) -> Run {
     };
     kafka.create_topic(&run.input, PARTITIONS).await;
     kafka.create_topic(&run.output, PARTITIONS).await;
-    let records: Vec<(String, Vec<u8>)> = (0..ROUNDS * KEYS)
-        .map(|i| {
-            let (key, seq) = (i % KEYS, i / KEYS);
-            let input = Input {
-                key: format!("k{key}"),
-                seq,
-                amount: amount(seq, key),
-            };
-            (input.key.clone(), serde_json::to_vec(&input).unwrap())
-        })
-        .collect();
-    produce_raw(&run.input, records).await;
+    produce_raw(&run.input, input_records()).await;
     let total = (ROUNDS * KEYS) as i64;
 
     let mut last_committed = 0;
@@ -331,5 +340,140 @@ async fn exactly_once_survives_repeated_sigkill_and_at_least_once_does_not() {
     assert!(
         !control.violations.is_empty(),
         "the same crashes under at-least-once showed no duplicate: the test is not sensitive"
+    );
+}
+
+/// A configuration for an in-process exactly-once run with a known
+/// instance id, so a test knows the transactional id of thread 0:
+/// `<app>-<instance>-0`.
+fn exactly_once_config(app: &str, instance: &str, state_dir: &std::path::Path) -> StreamsConfig {
+    let mut config = config(app);
+    config.processing_guarantee = engine::ProcessingGuarantee::ExactlyOnce;
+    config.commit_interval_ms = Some(100);
+    config.instance_id = Some(instance.to_owned());
+    config.state_dir = state_dir.to_path_buf();
+    config
+}
+
+/// Takes the transactional id over, as a newer instance would: the
+/// application's producer is fenced from its next transactional request on.
+fn fence(transactional_id: &str) {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let fencer: BaseProducer = testkit::kafka()
+        .client_config()
+        .set("transactional.id", transactional_id)
+        .create()
+        .unwrap();
+    fencer.init_transactions(Duration::from_secs(30)).unwrap();
+}
+
+/// Fenced twice mid-stream by a producer taking over its transactional id,
+/// the application rebuilds its stream thread in place each time (proven by
+/// the rebuild metric rising while input was still unprocessed) and goes
+/// on: the verifier finds exactly one output per input and every count and
+/// sum right at every step, and the application stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_rebuilds_in_place_when_fenced_mid_stream() {
+    const FENCES: u64 = 2;
+    let kafka = testkit::kafka();
+    let (app, input, output) = (
+        testkit::unique_name("eos-fenced"),
+        testkit::unique_name("fenced-in"),
+        testkit::unique_name("fenced-out"),
+    );
+    kafka.create_topic(&input, PARTITIONS).await;
+    kafka.create_topic(&output, PARTITIONS).await;
+    produce_raw(&input, input_records()).await;
+    let total = (ROUNDS * KEYS) as i64;
+    let state_dir = tempfile::tempdir().unwrap();
+    let running = Running::start(
+        totals_topology(&input, &output, Duration::from_micros(150)),
+        exactly_once_config(&app, "fenced", state_dir.path()),
+    );
+    let transactional_id = format!("{app}-fenced-0");
+    let mut last_committed = 0;
+    for fenced in 1..=FENCES {
+        let target = last_committed + 5_000;
+        wait_for(
+            "the application to commit more input",
+            Duration::from_secs(120),
+            || committed(&app, &input).iter().sum::<i64>() >= target,
+        )
+        .await;
+        fence(&transactional_id);
+        wait_for(
+            "the application to rebuild its stream thread",
+            Duration::from_secs(60),
+            || counter(&running.registry, "engine_thread_rebuilds_total") >= fenced,
+        )
+        .await;
+        last_committed = committed(&app, &input).iter().sum::<i64>();
+        assert!(
+            last_committed < total,
+            "fence {fenced} landed mid-stream ({last_committed} of {total} inputs committed after the rebuild)"
+        );
+        eprintln!("fence {fenced}: rebuilt with {last_committed} of {total} inputs committed");
+    }
+    wait_for(
+        "every input to be committed",
+        Duration::from_secs(180),
+        || committed(&app, &input) == end_offsets(&input),
+    )
+    .await;
+    assert_eq!(
+        counter(&running.registry, "engine_thread_rebuilds_total"),
+        FENCES,
+        "one rebuild per fence"
+    );
+    running.stop().await;
+
+    let verdict = verify(&output).await;
+    assert!(
+        verdict.violations.is_empty(),
+        "exactly-once violated after fencing: {:?}",
+        &verdict.violations[..verdict.violations.len().min(10)]
+    );
+    assert_eq!(verdict.outputs, ROUNDS * KEYS, "one output per input");
+}
+
+/// A transactional fault no new producer can fix (here a transaction
+/// timeout the broker refuses, above its `transaction.max.timeout.ms`)
+/// stops the application with an error naming the attempts, after the
+/// bounded number of rebuilds — not a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_fault_no_rebuild_fixes_stops_the_application() {
+    let kafka = testkit::kafka();
+    let (app, input, output) = (
+        testkit::unique_name("eos-doomed"),
+        testkit::unique_name("doomed-in"),
+        testkit::unique_name("doomed-out"),
+    );
+    kafka.create_topic(&input, PARTITIONS).await;
+    kafka.create_topic(&output, PARTITIONS).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut config = exactly_once_config(&app, "doomed", state_dir.path());
+    // The broker's default maximum is 15 minutes.
+    config
+        .client
+        .insert("transaction.timeout.ms".into(), "900001".into());
+    let running = Running::start(totals_topology(&input, &output, Duration::ZERO), config);
+    let outcome = tokio::time::timeout(Duration::from_secs(120), running.handle)
+        .await
+        .expect("the application stops by itself")
+        .unwrap();
+    let error = outcome.expect_err("the application cannot run");
+    eprintln!("stopped with: {error}");
+    assert!(
+        matches!(
+            &error,
+            engine::EngineError::TransactionsFailed { attempts, .. } if *attempts == 6
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("transaction"), "{error}");
+    assert_eq!(
+        counter(&running.registry, "engine_thread_rebuilds_total"),
+        5,
+        "five rebuilds, then it gave up"
     );
 }

@@ -164,6 +164,12 @@ struct ThreadState {
     ctx: Ctx,
     dead_letter_topic: Arc<str>,
     fatal: Option<EngineError>,
+    /// Under exactly-once: the producer cannot go on (fenced by a newer
+    /// producer with the same transactional id, or a fatal error). The
+    /// thread stops without committing and is built again from scratch.
+    rebuild: Option<EngineError>,
+    /// Transactions committed by this incarnation of the thread.
+    commits: u64,
     metrics: Option<EngineMetrics>,
     drain_timeout: Duration,
     /// Failed records seen since the last commit.
@@ -717,7 +723,7 @@ impl ThreadState {
     }
 
     fn process<M: Message>(&mut self, message: &M) {
-        if self.resetting {
+        if self.resetting || self.rebuild.is_some() {
             // Left over from before the abort: it is read again after the rejoin.
             return;
         }
@@ -919,6 +925,15 @@ impl ThreadState {
                     record = returned;
                     self.producer.poll(Duration::from_millis(10));
                 }
+                Err((error, _)) if self.exactly_once && self.producer_is_broken() => {
+                    self.in_flight[id] = None;
+                    self.free_ids.push(id);
+                    self.request_rebuild(EngineError::kafka(
+                        format!("producing to {}", output.topic),
+                        error,
+                    ));
+                    return false;
+                }
                 Err((error, _)) => {
                     self.in_flight[id] = None;
                     self.free_ids.push(id);
@@ -1042,7 +1057,7 @@ impl ThreadState {
         if !self.exactly_once || self.in_transaction {
             return true;
         }
-        if self.resetting || self.fatal.is_some() {
+        if self.resetting || self.fatal.is_some() || self.rebuild.is_some() {
             return false;
         }
         match self.producer.begin_transaction() {
@@ -1061,7 +1076,11 @@ impl ThreadState {
     /// the last commit, and the position of every assigned partition, with
     /// the consumer's group metadata so a fenced zombie cannot commit.
     fn commit_transaction(&mut self, consumer: &BaseConsumer<StreamContext>, begin_next: bool) {
-        if self.resetting || !self.in_transaction || !self.transaction_dirty {
+        if self.resetting
+            || self.rebuild.is_some()
+            || !self.in_transaction
+            || !self.transaction_dirty
+        {
             return;
         }
         let mut offsets = TopicPartitionList::new();
@@ -1097,6 +1116,7 @@ impl ThreadState {
                 );
                 self.in_transaction = false;
                 self.transaction_dirty = false;
+                self.commits += 1;
                 for (id, position) in committing {
                     if let Some(slot) = self.slots.get_mut(id) {
                         slot.progress.committed(position);
@@ -1119,14 +1139,14 @@ impl ThreadState {
 
     /// An abortable transaction error aborts and rewinds every task to its
     /// last commit (outputs, state and offsets); anything else — fenced by a
-    /// newer instance, a fatal producer error, or an error that says
-    /// neither — stops the thread.
+    /// newer instance, a fatal producer error, an indeterminate commit, or
+    /// an error that says neither — rebuilds the thread: a new producer
+    /// with the same transactional id, tasks restored from their committed
+    /// changelogs, input from the committed offsets.
     fn transaction_failed(&mut self, error: KafkaError) {
         let abortable = matches!(&error, KafkaError::Transaction(e) if e.txn_requires_abort());
         if !abortable {
-            error!(%error, "Transaction failed for good; stopping.");
-            self.fatal
-                .get_or_insert(EngineError::kafka("committing a transaction", error));
+            self.request_rebuild(EngineError::kafka("running a transaction", error));
             return;
         }
         warn!(%error, "Transaction aborted: rewinding to the last commit and rebuilding state.");
@@ -1137,9 +1157,7 @@ impl ThreadState {
                 .inc();
         }
         if let Err(abort) = self.producer.abort_transaction(Duration::from_secs(30)) {
-            error!(error = %abort, "Cannot abort the transaction; stopping.");
-            self.fatal
-                .get_or_insert(EngineError::kafka("aborting a transaction", abort));
+            self.request_rebuild(EngineError::kafka("aborting a transaction", abort));
             return;
         }
         self.in_transaction = false;
@@ -1147,6 +1165,48 @@ impl ThreadState {
         self.drain_deliveries();
         self.resetting = true;
         self.rejoin = true;
+    }
+
+    /// Whether the producer has hit a fatal error (after which librdkafka
+    /// refuses everything it is asked).
+    fn producer_is_broken(&self) -> bool {
+        self.producer.client().fatal_error().is_some()
+    }
+
+    /// Stops this incarnation of the thread so that it is built again; the
+    /// first reason is kept.
+    fn request_rebuild(&mut self, error: EngineError) {
+        if self.rebuild.is_none() {
+            error!(%error, "The transactional producer cannot go on; rebuilding the stream thread.");
+            self.rebuild = Some(error);
+        }
+    }
+
+    /// Before the thread is built again: nothing of this incarnation may be
+    /// committed or vouched for. Pending outputs are purged (their
+    /// transaction is aborted, or was by the fencing producer), and every
+    /// task is dropped without a checkpoint, so the next incarnation wipes
+    /// and restores their stores from the committed changelogs. Also stops
+    /// the consumer's revoke callback from committing when it leaves.
+    fn abandon(&mut self) {
+        self.resetting = true;
+        self.in_transaction = false;
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        for (_, restoring) in std::mem::take(&mut self.restoring) {
+            self.stop_restoring(&restoring.changelogs);
+        }
+        for (id, task) in std::mem::take(&mut self.tasks) {
+            for store in &task.stores {
+                self.queries.unhost(&store.name, id.partition);
+            }
+        }
+        self.task_states.clear();
+        self.slots = Slots::default();
+        self.slot_of.clear();
+        self.in_flight.clear();
+        self.free_ids.clear();
+        self.publish_restore_remaining();
     }
 
     /// Commits what is safe, for all partitions or only `only`.
@@ -1271,10 +1331,135 @@ impl ThreadState {
     }
 }
 
-/// Runs a stream thread until `stop` is set or a record fails under the
-/// fail policy. On the way out it drains in-flight outputs (within the
-/// shutdown timeout), commits, and leaves the group.
+/// How often in a row a stream thread may be rebuilt after its
+/// transactional producer failed for good before the application stops:
+/// a fault no new producer can fix (a setting the broker refuses, a
+/// transactional id another live instance keeps taking over) must end in
+/// an error, not in a loop.
+pub(crate) const MAX_CONSECUTIVE_REBUILDS: u32 = 5;
+
+/// An incarnation that committed and ran at least this long was healthy:
+/// its failure starts a new count of consecutive rebuilds.
+const STABLE_RUN: Duration = Duration::from_secs(30);
+
+/// The wait before the first rebuild of a series; it doubles with each
+/// further one, up to [`MAX_REBUILD_BACKOFF`].
+const FIRST_REBUILD_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_REBUILD_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Why an incarnation of a stream thread ended early.
+#[derive(Debug)]
+pub(crate) enum ThreadError {
+    /// Stop the application with this error.
+    Fatal(EngineError),
+    /// The transactional producer cannot go on: build the thread again.
+    Rebuild {
+        error: EngineError,
+        /// Transactions this incarnation committed.
+        commits: u64,
+    },
+}
+
+impl From<EngineError> for ThreadError {
+    fn from(error: EngineError) -> Self {
+        Self::Fatal(error)
+    }
+}
+
+/// Decides, after each failed incarnation of a thread, whether to build it
+/// again and after how long.
+#[derive(Debug, Default)]
+pub(crate) struct RebuildPolicy {
+    /// Failed incarnations since the last healthy one.
+    consecutive: u32,
+}
+
+impl RebuildPolicy {
+    /// After an incarnation that ran for `ran` and committed `commits`
+    /// transactions failed: the wait before the next one, or `None` when
+    /// the thread has failed too often in a row.
+    pub(crate) fn after_failure(&mut self, ran: Duration, commits: u64) -> Option<Duration> {
+        if commits > 0 && ran >= STABLE_RUN {
+            self.consecutive = 0;
+        }
+        self.consecutive += 1;
+        if self.consecutive > MAX_CONSECUTIVE_REBUILDS {
+            return None;
+        }
+        let doubling = 2u32.saturating_pow(self.consecutive - 1);
+        Some(
+            FIRST_REBUILD_BACKOFF
+                .saturating_mul(doubling)
+                .min(MAX_REBUILD_BACKOFF),
+        )
+    }
+
+    /// Failed incarnations since the last healthy one.
+    pub(crate) fn consecutive(&self) -> u32 {
+        self.consecutive
+    }
+}
+
+/// Runs a stream thread until `stop` is set or it fails. Under
+/// exactly-once, when its transactional producer fails for good (fenced,
+/// or a fatal error), the thread is torn down without committing and built
+/// again — new producer with the same transactional id, tasks restored
+/// from their changelogs, input from the committed offsets — up to
+/// [`MAX_CONSECUTIVE_REBUILDS`] times in a row, with a growing wait.
 pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
+    let mut policy = RebuildPolicy::default();
+    loop {
+        let started = Instant::now();
+        let (error, commits) = match run_once(&setup) {
+            Ok(()) => return Ok(()),
+            Err(ThreadError::Fatal(error)) => return Err(error),
+            Err(ThreadError::Rebuild { error, commits }) => (error, commits),
+        };
+        let application = &setup.config.application_id;
+        if setup.stop.load(Ordering::Relaxed) {
+            // Nothing of the failed transaction was committed: the next
+            // start redoes it.
+            warn!(%error, application, thread = setup.index, "Stopping instead of rebuilding the stream thread.");
+            return Ok(());
+        }
+        let Some(backoff) = policy.after_failure(started.elapsed(), commits) else {
+            error!(%error, application, thread = setup.index, attempts = policy.consecutive(), "The stream thread keeps failing; stopping.");
+            return Err(EngineError::TransactionsFailed {
+                thread: setup.index,
+                attempts: policy.consecutive(),
+                source: Box::new(error),
+            });
+        };
+        warn!(
+            %error,
+            application,
+            thread = setup.index,
+            attempt = policy.consecutive(),
+            of = MAX_CONSECUTIVE_REBUILDS,
+            backoff_ms = backoff.as_millis() as u64,
+            "Rebuilding the stream thread: new producer, tasks restored from their changelogs."
+        );
+        if let Some(metrics) = &setup.metrics {
+            metrics
+                .thread_rebuilds
+                .with_label_values(&[application])
+                .inc();
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if setup.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            std::thread::sleep(POLL_TIMEOUT.min(until.saturating_duration_since(Instant::now())));
+        }
+    }
+}
+
+/// One incarnation of a stream thread: its own producer, consumers and
+/// tasks. On the way out it drains in-flight outputs (within the shutdown
+/// timeout), commits, and leaves the group — unless it must be rebuilt,
+/// in which case it commits nothing and leaves no checkpoint.
+fn run_once(setup: &ThreadSetup) -> Result<(), ThreadError> {
     let ThreadSetup {
         index,
         topology,
@@ -1287,28 +1472,34 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         queries,
         transactional_id,
     } = setup;
+    let index = *index;
     let application = config.application_id.clone();
     let producer: BaseProducer<Deliveries> = config
-        .producer(&bootstrap, index, transactional_id.as_deref())
+        .producer(bootstrap, index, transactional_id.as_deref())
         .create_with_context(Deliveries {
             reports: Mutex::new(Vec::new()),
         })
         .map_err(|error| EngineError::kafka("creating the producer", error))?;
     let exactly_once = transactional_id.is_some();
     if exactly_once {
-        // Fences any earlier producer with this id and aborts what it left open.
-        producer
-            .init_transactions(Duration::from_secs(60))
-            .map_err(|error| EngineError::kafka("initialising transactions", error))?;
+        // Fences any earlier producer with this id and aborts what it left
+        // open. A failure here is worth another incarnation (the broker's
+        // transaction coordinator may be moving); the policy bounds them.
+        if let Err(error) = producer.init_transactions(Duration::from_secs(60)) {
+            return Err(ThreadError::Rebuild {
+                error: EngineError::kafka("initialising transactions", error),
+                commits: 0,
+            });
+        }
     }
     let restore_consumer: BaseConsumer = config
-        .restore_consumer(&bootstrap, index)
+        .restore_consumer(bootstrap, index)
         .create()
         .map_err(|error| EngineError::kafka("creating the restore consumer", error))?;
     let state = Arc::new(Mutex::new(ThreadState {
         application: application.clone(),
         ctx: Ctx::new(topology.node_names()),
-        topology,
+        topology: Arc::clone(topology),
         producer,
         source_of: source_of.clone(),
         tasks: BTreeMap::new(),
@@ -1316,8 +1507,10 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         slots: Slots::default(),
         in_flight: Vec::new(),
         free_ids: Vec::new(),
-        dead_letter_topic,
+        dead_letter_topic: Arc::clone(dead_letter_topic),
         fatal: None,
+        rebuild: None,
+        commits: 0,
         metrics: metrics.clone(),
         drain_timeout: config.shutdown_timeout(),
         failures_logged: 0,
@@ -1328,7 +1521,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         restore_consumer,
         now: wall_clock_ms(),
         last_tick: wall_clock_ms(),
-        queries,
+        queries: queries.clone(),
         exactly_once,
         in_transaction: false,
         transaction_dirty: false,
@@ -1337,7 +1530,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         reset_to_beginning: config.auto_offset_reset == crate::config::OffsetReset::Earliest,
     }));
     let consumer: BaseConsumer<StreamContext> = config
-        .consumer(&bootstrap)
+        .consumer(bootstrap)
         .set(
             "statistics.interval.ms",
             if metrics.is_some() { "5000" } else { "0" },
@@ -1363,7 +1556,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
 
     let commit_interval = config.commit_interval();
     let mut next_commit = Instant::now() + commit_interval;
-    let mut outcome = Ok(());
+    let mut outcome: Result<(), ThreadError> = Ok(());
     let latency = metrics
         .as_ref()
         .map(|metrics| metrics.process_latency.with_label_values(&[&application]));
@@ -1374,7 +1567,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             if std::mem::take(&mut state.rejoin)
                 && let Err(error) = state.rewind(&consumer)
             {
-                outcome = Err(error);
+                outcome = Err(error.into());
                 break;
             }
         }
@@ -1387,7 +1580,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             } else {
                 state.restore_step(&consumer);
                 if let Some(error) = state.fatal.take() {
-                    outcome = Err(error);
+                    outcome = Err(error.into());
                     break;
                 }
                 !state.restoring.is_empty()
@@ -1411,7 +1604,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                     None => state.process(&message),
                 }
                 busy += 1;
-                if state.fatal.is_some() {
+                if state.fatal.is_some() || state.rebuild.is_some() {
                     busy = HOUSEKEEPING_EVERY;
                 }
             }
@@ -1429,7 +1622,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         state.serve_deliveries();
         state.drain_deliveries();
         if let Some(error) = state.fatal.take() {
-            outcome = Err(error);
+            outcome = Err(error.into());
             break;
         }
         let now = Instant::now();
@@ -1439,6 +1632,25 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             // From when the commit ended: a slow commit must not make the next one due at once.
             next_commit = Instant::now() + commit_interval;
         }
+        if let Some(error) = state.rebuild.take() {
+            outcome = Err(ThreadError::Rebuild {
+                error,
+                commits: state.commits,
+            });
+            break;
+        }
+    }
+
+    if matches!(outcome, Err(ThreadError::Rebuild { .. })) {
+        // Nothing to drain or commit: the transaction is lost either way.
+        lock(&state).abandon();
+        drop(consumer);
+        info!(
+            application,
+            thread = index,
+            "Stream thread torn down for a rebuild."
+        );
+        return outcome;
     }
 
     // Drain: every output handed over is acknowledged (or the deadline
@@ -1458,7 +1670,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             state.commit(&consumer, CommitMode::Sync, None);
         }
         state.publish_counts();
-        if outcome.is_ok() && state.fatal.is_none() {
+        if outcome.is_ok() && state.fatal.is_none() && state.rebuild.is_none() {
             // Only a clean stop may vouch for the local state.
             let tasks: Vec<TaskId> = state.tasks.keys().copied().collect();
             for id in tasks {
@@ -1466,7 +1678,15 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             }
         }
         if let Some(error) = state.fatal.take() {
-            outcome = outcome.and(Err(error));
+            outcome = outcome.and(Err(error.into()));
+        }
+        if let Some(error) = state.rebuild.take() {
+            // The last commit failed for good while stopping: nothing of
+            // it is committed, so the next start redoes it. No checkpoint
+            // was written, so the stores are rebuilt then too.
+            let commits = state.commits;
+            state.abandon();
+            outcome = outcome.and(Err(ThreadError::Rebuild { error, commits }));
         }
     }
     // Dropping the consumer leaves the group; its revoke callback finds
@@ -1474,4 +1694,46 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
     drop(consumer);
     info!(application, thread = index, "Stream thread stopped.");
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebuilds_back_off_and_stop_after_too_many_failures_in_a_row() {
+        let mut policy = RebuildPolicy::default();
+        let quick = Duration::from_millis(300);
+        let waits: Vec<Option<Duration>> = (0..=MAX_CONSECUTIVE_REBUILDS)
+            .map(|_| policy.after_failure(quick, 3))
+            .collect();
+        assert_eq!(
+            waits[..MAX_CONSECUTIVE_REBUILDS as usize],
+            [250, 500, 1_000, 2_000, 4_000].map(|ms| Some(Duration::from_millis(ms)))
+        );
+        assert_eq!(waits[MAX_CONSECUTIVE_REBUILDS as usize], None);
+        assert_eq!(policy.consecutive(), MAX_CONSECUTIVE_REBUILDS + 1);
+    }
+
+    #[test]
+    fn a_healthy_run_starts_a_new_series_but_a_long_idle_or_short_one_does_not() {
+        let mut policy = RebuildPolicy::default();
+        for _ in 0..MAX_CONSECUTIVE_REBUILDS {
+            assert!(policy.after_failure(Duration::from_secs(1), 10).is_some());
+        }
+        // Long but never committed (a fault that shows only with input):
+        // still the same series.
+        assert_eq!(policy.after_failure(STABLE_RUN * 2, 0), None);
+
+        let mut policy = RebuildPolicy::default();
+        for _ in 0..MAX_CONSECUTIVE_REBUILDS {
+            assert!(policy.after_failure(Duration::from_secs(1), 10).is_some());
+        }
+        // Committed for a good while before failing: a new series.
+        assert_eq!(
+            policy.after_failure(STABLE_RUN, 1),
+            Some(FIRST_REBUILD_BACKOFF)
+        );
+        assert_eq!(policy.consecutive(), 1);
+    }
 }
