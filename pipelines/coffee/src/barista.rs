@@ -231,7 +231,9 @@ impl BaristaMetrics {
                     "coffee_order_preparation_seconds",
                     "Time spent brewing one drink.",
                 )
-                .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0]),
+                .buckets(vec![
+                    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0,
+                ]),
             )?,
             in_flight: IntGauge::new(
                 "coffee_barista_queue_depth",
@@ -330,7 +332,7 @@ impl Tracker {
     }
 
     /// The offsets to commit now (those that moved), marked committed.
-    fn to_commit(&mut self, only: Option<&BTreeSet<i32>>) -> TopicPartitionList {
+    fn take_committable(&mut self, only: Option<&BTreeSet<i32>>) -> TopicPartitionList {
         let mut list = TopicPartitionList::new();
         for (partition, progress) in &mut self.partitions {
             if only.is_some_and(|only| !only.contains(partition)) {
@@ -366,8 +368,12 @@ impl ConsumerContext for BaristaContext {
             // Commit what is finished before the partitions go, and forget
             // the rest: the next owner starts from the lowest unfinished.
             let mut tracker = lock(&self.tracker);
-            let revoked: BTreeSet<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
-            let offsets = tracker.to_commit(Some(&revoked));
+            let revoked: BTreeSet<i32> = partitions
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            let offsets = tracker.take_committable(Some(&revoked));
             if offsets.count() > 0
                 && let Err(error) = consumer.commit(&offsets, rdkafka::consumer::CommitMode::Sync)
             {
@@ -387,7 +393,11 @@ impl ConsumerContext for BaristaContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
-                let assigned: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
+                let assigned: Vec<i32> = partitions
+                    .elements()
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
                 info!(partitions = ?assigned, "Partitions assigned.");
             }
             Rebalance::Revoke(_) => {}
@@ -420,6 +430,9 @@ pub async fn run(
             .clone()
             .set("enable.idempotence", "true")
             .set("linger.ms", "2")
+            // Kafka's default (Java) partitioner: a claim lands in its
+            // order's partition, where the pipeline looks for it.
+            .set("partitioner", "murmur2_random")
             .create()
             .map_err(kafka("creating the producer"))?;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -439,15 +452,18 @@ pub async fn run(
                 stop: stop_rx.clone(),
             };
             workers.push(tokio::spawn(
-                worker
-                    .run(queue_rx)
-                    .instrument(info_span!("worker", index)),
+                worker.run(queue_rx).instrument(info_span!("worker", index)),
             ));
         }
         drop(done_tx);
 
         let traffic = if config.count_order_traffic {
-            Some(spawn_traffic_counter(&config, &client, &metrics, stop_rx.clone())?)
+            Some(spawn_traffic_counter(
+                &config,
+                &client,
+                &metrics,
+                stop_rx.clone(),
+            )?)
         } else {
             None
         };
@@ -466,7 +482,12 @@ pub async fn run(
                 })
                 .map_err(|error| BaristaError::Thread(error.to_string()))?
         };
-        info!(group = config.group_id, workers = config.workers, speed = config.speed_factor, "Barista started.");
+        info!(
+            group = config.group_id,
+            workers = config.workers,
+            speed = config.speed_factor,
+            "Barista started."
+        );
         shutdown.await;
         info!("Barista stopping: finishing drinks in progress.");
         stopping.store(true, Ordering::Relaxed);
@@ -523,7 +544,8 @@ fn poll_loop(
     let mut drain_deadline: Option<Instant> = None;
     loop {
         if stopping.load(Ordering::Relaxed) && drain_deadline.is_none() {
-            drain_deadline = Some(Instant::now() + Duration::from_millis(config.shutdown_timeout_ms));
+            drain_deadline =
+                Some(Instant::now() + Duration::from_millis(config.shutdown_timeout_ms));
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.pause(&assignment);
             }
@@ -590,7 +612,10 @@ fn poll_loop(
                             Some(Err(error)) => error.to_string(),
                             _ => "no value".into(),
                         };
-                        warn!(partition, offset, problem, "Skipping a record that is not a decision.");
+                        warn!(
+                            partition,
+                            offset, problem, "Skipping a record that is not a decision."
+                        );
                         metrics.skipped.with_label_values(&["unreadable"]).inc();
                         lock(&tracker).finished(&Done {
                             partition,
@@ -604,14 +629,24 @@ fn poll_loop(
             None => {}
         }
         if last_commit.elapsed() >= commit_interval {
-            commit(&consumer, &tracker, rdkafka::consumer::CommitMode::Async, metrics);
+            commit(
+                &consumer,
+                &tracker,
+                rdkafka::consumer::CommitMode::Async,
+                metrics,
+            );
             last_commit = Instant::now();
         }
     }
     while let Ok(finished) = done.try_recv() {
         lock(&tracker).finished(&finished);
     }
-    commit(&consumer, &tracker, rdkafka::consumer::CommitMode::Sync, metrics);
+    commit(
+        &consumer,
+        &tracker,
+        rdkafka::consumer::CommitMode::Sync,
+        metrics,
+    );
     consumer.unsubscribe();
     Ok(())
 }
@@ -622,7 +657,7 @@ fn commit(
     mode: rdkafka::consumer::CommitMode,
     metrics: &BaristaMetrics,
 ) {
-    let offsets = lock(tracker).to_commit(None);
+    let offsets = lock(tracker).take_committable(None);
     if offsets.count() == 0 {
         return;
     }
@@ -685,7 +720,8 @@ impl Worker {
         }
         match decision.status {
             Status::Processing => {
-                let claim = OrderCommand::about(CommandKind::Claimed, id, Utc::now()).by(&self.name);
+                let claim =
+                    OrderCommand::about(CommandKind::Claimed, id, Utc::now()).by(&self.name);
                 let sent = self.send(&claim, job).await;
                 if sent {
                     self.metrics.claims.inc();
@@ -705,11 +741,17 @@ impl Worker {
                 self.metrics
                     .preparation
                     .observe(started.elapsed().as_secs_f64());
-                let brewed = OrderCommand::about(CommandKind::Brewed, id, Utc::now()).by(&self.name);
+                let brewed =
+                    OrderCommand::about(CommandKind::Brewed, id, Utc::now()).by(&self.name);
                 let sent = self.send(&brewed, job).await;
                 if sent {
                     self.metrics.processed.inc();
-                    info!(order = id, drink = decision.coffee_type, customer = decision.customer_name, "Brewed.");
+                    info!(
+                        order = id,
+                        drink = decision.coffee_type,
+                        customer = decision.customer_name,
+                        "Brewed."
+                    );
                 }
                 sent
             }
@@ -842,13 +884,19 @@ mod tests {
                 .map(|e| (e.partition(), e.offset()))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(committed(tracker.to_commit(None)), [(0, Offset::Offset(11))]);
+        assert_eq!(
+            committed(tracker.take_committable(None)),
+            [(0, Offset::Offset(11))]
+        );
         // Nothing moved: nothing to commit.
-        assert!(committed(tracker.to_commit(None)).is_empty());
+        assert!(committed(tracker.take_committable(None)).is_empty());
         for offset in [11, 13, 14] {
             tracker.finished(&done(offset));
         }
-        assert_eq!(committed(tracker.to_commit(None)), [(0, Offset::Offset(15))]);
+        assert_eq!(
+            committed(tracker.take_committable(None)),
+            [(0, Offset::Offset(15))]
+        );
         assert_eq!(tracker.in_flight, 0);
     }
 
@@ -878,11 +926,23 @@ mod tests {
             speed_factor: -1.0,
             ..BaristaConfig::default()
         };
-        assert!(config.validate().unwrap_err().to_string().contains("speed_factor"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("speed_factor")
+        );
         let config = BaristaConfig {
             workers: 0,
             ..BaristaConfig::default()
         };
-        assert!(config.validate().unwrap_err().to_string().contains("workers"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("workers")
+        );
     }
 }

@@ -6,8 +6,11 @@
 //! - [`topology`]: the coffee topology on the engine.
 //! - [`query`]: the gRPC query service over the pipeline's stores.
 //! - [`barista`]: the consumer that claims, brews and reports orders.
+//! - [`service`]: running the streams application and the barista, and
+//!   what every service shares (Kafka settings, topics, metrics endpoint).
 
 pub mod barista;
 pub mod model;
 pub mod query;
+pub mod service;
 pub mod topology;

@@ -13,9 +13,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use engine::queries::{QueryError, Queries};
+use engine::queries::{Queries, QueryError};
 use engine::serdes::{Json, U64, Utf8};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use proto::coffee::v1::query_service_server::{QueryService, QueryServiceServer};
 use proto::coffee::v1::{
     CustomerStats as CustomerStatsReply, DemandWindow, GetCustomerStatsRequest, GetDemandRequest,
@@ -24,7 +24,7 @@ use proto::coffee::v1::{
 };
 use proto::events::{ProcessedOrder, Status};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tonic::{Request, Response};
 use tracing::{error, warn};
 
@@ -43,22 +43,35 @@ pub const WATCH_BUFFER: usize = 4_096;
 pub struct QueryServer {
     queries: Queries,
     decisions: broadcast::Sender<ProcessedOrder>,
+    /// Set when the server shuts down: open watches end then, so the
+    /// graceful shutdown does not wait on them forever.
+    closing: watch::Receiver<bool>,
 }
 
 impl QueryServer {
     /// A service reading `queries`, streaming what `decisions` carries
     /// (the sender given to [`crate::topology::build`]).
     pub fn new(queries: Queries, decisions: broadcast::Sender<ProcessedOrder>) -> Self {
-        Self { queries, decisions }
+        Self {
+            queries,
+            decisions,
+            closing: watch::channel(false).1,
+        }
     }
 
     /// Serves the query service, with gRPC health checking and server
     /// reflection, on `listener` until `shutdown` resolves.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
+        let (closing, closed) = watch::channel(false);
+        self.closing = closed;
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        };
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<QueryServiceServer<QueryServer>>()
@@ -333,6 +346,10 @@ impl QueryService for QueryServer {
     ) -> Result<Response<Self::WatchOrdersStream>, tonic::Status> {
         let id = request.into_inner().id.trim().to_owned();
         let receiver = self.decisions.subscribe();
+        let mut closing = self.closing.clone();
+        let closed = async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        };
         let updates = futures::stream::unfold(receiver, move |mut receiver| {
             let id = id.clone();
             async move {
@@ -358,6 +375,6 @@ impl QueryService for QueryServer {
                 }
             }
         });
-        Ok(Response::new(Box::pin(updates)))
+        Ok(Response::new(Box::pin(updates.take_until(closed))))
     }
 }
