@@ -2,6 +2,8 @@
 //! partitions: the order lifecycle, cancels and claims racing, repeated
 //! commands, rejected records, statistics and demand.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{DateTime, Utc};
 use coffee::model::{CustomerStats, Demand, OrderState};
 use coffee::topology::{self, STATS_STORE, STATUS_STORE, TopologyConfig};
