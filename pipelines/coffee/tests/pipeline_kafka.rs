@@ -407,7 +407,7 @@ async fn orders_are_completed_and_a_replay_rebuilds_the_same_state() {
     assert!(report.reset.wiped_state);
 
     let streams = start_streams(&setup).await;
-    let replayed = eventually("the replayed state", Duration::from_secs(60), || {
+    eventually("the replayed state", Duration::from_secs(60), || {
         let client = streams.address.clone();
         async move {
             let done = count_with_status(&client, OrderStatus::Completed).await?;
@@ -415,7 +415,6 @@ async fn orders_are_completed_and_a_replay_rebuilds_the_same_state() {
         }
     })
     .await;
-    let _ = replayed;
     assert_eq!(snapshot(&streams.address).await, (orders, stats));
     streams.stop().await;
 }

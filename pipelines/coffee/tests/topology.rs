@@ -279,8 +279,7 @@ fn statistics_follow_each_customers_orders() {
         .read_key_values(&published)
         .unwrap()
         .into_iter()
-        .filter(|(customer, _)| customer == "Ada")
-        .next_back()
+        .rfind(|(customer, _)| customer == "Ada")
         .unwrap();
     assert_eq!(last_for_ada.1, ada);
 }
