@@ -2,6 +2,7 @@
 //! the same work on the same broker, measured in one run.
 //!
 //!     cargo run --release -p bench -- stateless [--records 1000000]
+//!     cargo run --release -p bench -- http-load [--clients 64,256]
 //!
 //! Starts the project's Kafka broker (or uses `KAFKA_BROKERS`), loads the
 //! records once, then runs each system from offset 0 with a fresh group and
@@ -10,6 +11,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod hand;
+mod http_load;
 mod orders;
 mod stateful;
 
@@ -73,6 +75,42 @@ enum Job {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// `POST /order` on the producer: acks=all on the broker next to Kafka
+    /// stubbed out (the HTTP ceiling); orders/s and latency percentiles.
+    HttpLoad {
+        /// Concurrent clients of the closed-loop runs (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "64,256")]
+        clients: Vec<usize>,
+        /// Offered rates of open-loop runs, orders/s (comma-separated),
+        /// with the largest client count.
+        #[arg(long, value_delimiter = ',')]
+        rate: Vec<u64>,
+        /// Measured seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Warm-up seconds before each measurement.
+        #[arg(long, default_value_t = 3)]
+        warmup: u64,
+        /// Seconds of unmeasured load before the first Kafka run, so the
+        /// broker's JIT has compiled its hot paths.
+        #[arg(long, default_value_t = 20)]
+        broker_warmup: u64,
+        /// Partitions of the orders topic.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// The producer's linger.ms, one acks=all run each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        linger_ms: Vec<u64>,
+        /// Worker threads of the producer's runtime.
+        #[arg(long, default_value_t = 2)]
+        server_threads: usize,
+        /// Worker threads of the load generator.
+        #[arg(long, default_value_t = 1)]
+        client_threads: usize,
+        /// Only `kafka` or only `ceiling`.
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 /// One system's measurement.
@@ -110,6 +148,29 @@ fn main() -> anyhow::Result<()> {
             let (bootstrap, broker_pid) = broker()?;
             stateful::run(&bootstrap, broker_pid, records, partitions, customers, seed)
         }
+        Job::HttpLoad {
+            clients,
+            rate,
+            seconds,
+            warmup,
+            broker_warmup,
+            partitions,
+            linger_ms,
+            server_threads,
+            client_threads,
+            only,
+        } => http_load::run(&http_load::Settings {
+            clients,
+            rates: rate,
+            seconds,
+            warmup,
+            broker_warmup,
+            partitions,
+            linger_ms,
+            server_threads,
+            client_threads,
+            only,
+        }),
     }
 }
 

@@ -65,7 +65,9 @@ impl ProducerContext for WriterContext {
 
 /// A Kafka writer for one topic.
 pub(crate) struct OrderWriter {
-    producer: ThreadedProducer<WriterContext>,
+    /// `None` only for the HTTP-ceiling benchmark, which acknowledges
+    /// without writing.
+    producer: Option<ThreadedProducer<WriterContext>>,
     topic: String,
     /// librdkafka's `message.timeout.ms`; the wait for a report adds a
     /// little on top, so librdkafka's own verdict normally arrives first.
@@ -82,11 +84,26 @@ impl OrderWriter {
         metrics: KafkaMetrics,
     ) -> Result<Self, KafkaError> {
         Ok(Self {
-            producer: ThreadedProducer::from_config_and_context(config, WriterContext)?,
+            producer: Some(ThreadedProducer::from_config_and_context(
+                config,
+                WriterContext,
+            )?),
             topic: topic.to_owned(),
             timeout,
             metrics,
         })
+    }
+
+    /// A writer that acknowledges every record at once and writes nothing:
+    /// the HTTP ceiling of the ingest benchmark.
+    #[cfg(feature = "http-ceiling")]
+    pub(crate) fn discarding(metrics: KafkaMetrics) -> Self {
+        Self {
+            producer: None,
+            topic: String::new(),
+            timeout: Duration::from_secs(1),
+            metrics,
+        }
     }
 
     /// Writes `value` keyed by `key` with the request id in a header, and
@@ -102,6 +119,10 @@ impl OrderWriter {
         value: &[u8],
         request_id: &str,
     ) -> Result<(), ApiError> {
+        let Some(producer) = &self.producer else {
+            self.metrics.sent.inc();
+            return Ok(());
+        };
         let (tx, rx) = oneshot::channel();
         let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
             key: proto::events::REQUEST_ID_HEADER,
@@ -111,7 +132,7 @@ impl OrderWriter {
             .key(key)
             .payload(value)
             .headers(headers);
-        if let Err((error, _record)) = self.producer.send(record) {
+        if let Err((error, _record)) = producer.send(record) {
             return Err(self.refused(error, key));
         }
         let grace = Duration::from_millis(500);
@@ -183,7 +204,11 @@ impl OrderWriter {
 
     /// Waits up to `timeout` for records in flight to be delivered.
     pub(crate) fn flush(&self, timeout: Duration) {
-        if let Err(error) = self.producer.flush(Timeout::After(timeout)) {
+        if let Some(Err(error)) = self
+            .producer
+            .as_ref()
+            .map(|producer| producer.flush(Timeout::After(timeout)))
+        {
             tracing::warn!(%error, "Kafka records still in flight at shutdown.");
         }
     }

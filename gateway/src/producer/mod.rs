@@ -411,6 +411,10 @@ impl ProducerConfig {
     }
 }
 
+fn metric_error(error: prometheus::Error) -> GatewayError {
+    GatewayError::Task(format!("metrics: {error}"))
+}
+
 /// A producer with its listeners bound, ready to [`run`](Producer::run).
 pub struct Producer {
     http_listener: tokio::net::TcpListener,
@@ -459,14 +463,40 @@ impl Producer {
                     "at least one broker, or an embedded cluster",
                 )
             })?;
-        let metric_error =
-            |error: prometheus::Error| GatewayError::Task(format!("metrics: {error}"));
         let writer = OrderWriter::new(
             &config.client_config(&bootstrap)?,
             &config.kafka_topic,
             Duration::from_millis(config.kafka_send_timeout_ms),
             KafkaMetrics::new(registry, "producer").map_err(metric_error)?,
         )?;
+        tracing::info!(topic = %config.kafka_topic, %bootstrap, "Writing to Kafka.");
+        Self::bind_with(config, writer, registry).await
+    }
+
+    /// The producer with Kafka stubbed out: every order is acknowledged at
+    /// once and written nowhere. Only for measuring the HTTP ceiling next
+    /// to the real thing (`bench http-load`); never for serving.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::bind`], without the Kafka errors.
+    #[cfg(feature = "http-ceiling")]
+    pub async fn bind_http_ceiling(
+        config: ProducerConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Self> {
+        config.validate()?;
+        let writer =
+            OrderWriter::discarding(KafkaMetrics::new(registry, "producer").map_err(metric_error)?);
+        Self::bind_with(config, writer, registry).await
+    }
+
+    /// Binds with a validated `config` and a ready writer.
+    async fn bind_with(
+        config: ProducerConfig,
+        writer: OrderWriter,
+        registry: &prometheus::Registry,
+    ) -> Result<Self> {
         let query_timeout = Duration::from_millis(config.query_timeout_ms);
         let channel = lazy_channel(
             "consumer_grpc_address",
@@ -504,8 +534,6 @@ impl Producer {
         tracing::info!(
             %http_addr,
             %grpc_addr,
-            topic = %config.kafka_topic,
-            bootstrap = %bootstrap,
             query = %config.consumer_grpc_address,
             "Producer bound."
         );
