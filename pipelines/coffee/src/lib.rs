@@ -2,6 +2,7 @@
 //! over its state, the barista, and what the `coffee` binary runs.
 //!
 //! # Layout
+//! - [`config`]: the binary's layered configuration.
 //! - [`model`]: order state, the rules that change it, statistics, demand.
 //! - [`topology`]: the coffee topology on the engine.
 //! - [`query`]: the gRPC query service over the pipeline's stores.
@@ -10,6 +11,7 @@
 //!   what every service shares (Kafka settings, topics, metrics endpoint).
 
 pub mod barista;
+pub mod config;
 pub mod model;
 pub mod query;
 pub mod service;
