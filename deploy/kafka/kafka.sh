@@ -7,6 +7,8 @@
 #   kafka.sh start [--port N] [--dir D]     format storage, start, wait, print bootstrap address
 #                  [--controller-port N]    controller listener port (default: a free port)
 #                  [--owner-pid PID]        stop the broker (and delete D) once PID has exited
+#                  [--restartable]          with --owner-pid: keep D when the broker stops before
+#                                           PID exits (a test may start it again in D)
 #                  [--no-fetch]             fail instead of fetching when the jars are missing
 #                  [--heap SIZE]            JVM heap (default 512m)
 #   kafka.sh stop [--dir D] [--purge]       stop the broker started in D (by its pid); --purge deletes D
@@ -114,13 +116,14 @@ broker_pid() {
 }
 
 cmd_start() {
-    local port=9092 dir=$default_dir cport="" owner="" fetch=1 heap=512m
+    local port=9092 dir=$default_dir cport="" owner="" fetch=1 heap=512m restartable=0
     while [[ $# -gt 0 ]]; do
         case $1 in
         --port) port=${2:?--port needs a value}; shift 2 ;;
         --dir) dir=${2:?--dir needs a value}; shift 2 ;;
         --controller-port) cport=${2:?--controller-port needs a value}; shift 2 ;;
         --owner-pid) owner=${2:?--owner-pid needs a value}; shift 2 ;;
+        --restartable) restartable=1; shift ;;
         --heap) heap=${2:?--heap needs a value}; shift 2 ;;
         --no-fetch) fetch=0; shift ;;
         *) die "start: unknown argument '$1' (see the usage at the top of $0)." ;;
@@ -225,10 +228,12 @@ EOF
         # A watchdog that stops the broker (and deletes its directory) once the
         # owning process is gone, however it ended. Detached from our stdio so a
         # caller reading our output sees it close.
+        # A restartable broker's watchdog outlives a stop of the broker, so
+        # the directory stays for the next start.
         setsid bash -c '
-            while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
+            while kill -0 "$1" 2>/dev/null && { [[ $5 -eq 1 ]] || kill -0 "$2" 2>/dev/null; }; do sleep 1; done
             exec "$3" stop --dir "$4" --purge
-        ' watchdog "$owner" "$pid" "$0" "$dir" >/dev/null 2>&1 </dev/null &
+        ' watchdog "$owner" "$pid" "$0" "$dir" "$restartable" >/dev/null 2>&1 </dev/null &
     fi
     say "broker pid $pid is up on 127.0.0.1:$port (dir $dir)."
     echo "127.0.0.1:$port"
@@ -285,7 +290,7 @@ start) shift; cmd_start "$@" ;;
 stop) shift; cmd_stop "$@" ;;
 status) shift; cmd_status "$@" ;;
 *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -204,3 +204,106 @@ fn free_port() -> Result<u16, String> {
         .map(|addr| addr.port())
         .map_err(|error| format!("no free port for the test broker: {error}"))
 }
+
+/// A broker of one test's own, which the test may stop and start again on
+/// the same port with the same data: for outage tests. Stopped and
+/// deleted when dropped (and by the script's watchdog if the test process
+/// dies first).
+#[derive(Debug)]
+pub struct OwnBroker {
+    port: u16,
+    controller_port: u16,
+    dir: PathBuf,
+    bootstrap: String,
+}
+
+impl OwnBroker {
+    /// Starts a new broker on free ports.
+    ///
+    /// # Panics
+    ///
+    /// Panics with the script's reason when the broker cannot start.
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("testkit-own-kafka"));
+        let (port, controller_port) = match (free_port(), free_port()) {
+            (Ok(port), Ok(controller)) => (port, controller),
+            (Err(message), _) | (_, Err(message)) => panic!("{message}"),
+        };
+        let mut broker = Self {
+            port,
+            controller_port,
+            dir,
+            bootstrap: String::new(),
+        };
+        broker.bootstrap = broker.run_start();
+        broker
+    }
+
+    fn run_start(&self) -> String {
+        let output = Command::new("bash")
+            .arg(script_path())
+            .args(["start", "--no-fetch", "--port", &self.port.to_string()])
+            .args(["--controller-port", &self.controller_port.to_string()])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--owner-pid", &std::process::id().to_string()])
+            .arg("--restartable")
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run the broker script: {error}"));
+        if !output.status.success() {
+            panic!(
+                "the test's own broker did not start: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// The broker's bootstrap address; the same across restarts.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// A client config pointing at the broker.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    /// Stops the broker, keeping its data; returns once its process is gone.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the script cannot stop it.
+    pub fn stop(&self) {
+        let status = Command::new("bash")
+            .arg(script_path())
+            .arg("stop")
+            .arg("--dir")
+            .arg(&self.dir)
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run the broker script: {error}"));
+        assert!(status.success(), "the test's own broker did not stop");
+    }
+
+    /// Starts the broker again on the same ports, with the same data.
+    ///
+    /// # Panics
+    ///
+    /// Panics when it does not come back.
+    pub fn restart(&self) {
+        let bootstrap = self.run_start();
+        assert_eq!(bootstrap, self.bootstrap, "the broker came back elsewhere");
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script_path())
+            .args(["stop", "--purge", "--dir"])
+            .arg(&self.dir)
+            .status();
+    }
+}

@@ -9,10 +9,12 @@
 //! - [`barista`]: the consumer that claims, brews and reports orders.
 //! - [`service`]: running the streams application and the barista, and
 //!   what every service shares (Kafka settings, topics, metrics endpoint).
+//! - [`system`]: every service in one process (`coffee all`).
 
 pub mod barista;
 pub mod config;
 pub mod model;
 pub mod query;
 pub mod service;
+pub mod system;
 pub mod topology;

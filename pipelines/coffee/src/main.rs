@@ -12,16 +12,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use coffee::config::{Config, Layers, LogFormat, Service};
 use coffee::service::{self, KafkaConfig};
-use engine::Cluster;
+use coffee::system::System;
 use serde_json::Value;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 /// The coffee-ordering system.
@@ -323,209 +320,51 @@ async fn replay(config: &Config, from: &str) -> anyhow::Result<()> {
 }
 
 /// Runs every service in this process until a shutdown signal, or until
-/// one of them fails (the others are then stopped too).
-async fn run_all(mut config: Config) -> anyhow::Result<()> {
-    let cluster: Cluster = config.kafka.connect()?;
-    let embedded = cluster
-        .is_embedded()
-        .then(|| cluster.bootstrap_servers().to_owned());
-    // The embedded cluster starts empty every time: so does local state,
-    // which would otherwise describe a cluster that is gone.
-    let _scratch = if cluster.is_embedded() {
-        let scratch = tempfile::Builder::new()
-            .prefix("coffee-state-")
-            .tempdir()
-            .context("creating a state directory")?;
-        config.streams.state_dir = scratch.path().to_owned();
-        Some(scratch)
-    } else {
-        None
-    };
-    let streams_config = config.streams.clone();
-    service::ensure_topics(
-        &cluster,
-        &config.kafka,
-        &[
-            &streams_config.input_topic,
-            &streams_config.output_topic,
-            &streams_config.rejected_topic,
-            &streams_config.stats_topic,
-            &streams_config.demand_topic,
-        ],
-    )?;
-
-    let (stop_tx, _) = watch::channel(false);
-    let stopped = |stop_tx: &watch::Sender<bool>| {
-        let mut stop = stop_tx.subscribe();
-        async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        }
-    };
-    let mut services: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    {
-        let (kafka, menu, cluster, shutdown) = (
-            config.kafka.clone(),
-            config.menu.clone(),
-            cluster.clone(),
-            stopped(&stop_tx),
-        );
-        services.spawn(async move {
-            let result = service::run_streams(
-                &streams_config,
-                &kafka,
-                &menu,
-                cluster,
-                shutdown,
-                Some(started_tx),
-            )
-            .await;
-            ("streams", result.map_err(anyhow::Error::from))
-        });
-    }
-    let Ok(streams) = started_rx.await else {
-        return stop_all(services, &stop_tx).await;
-    };
-    let local = |address: std::net::SocketAddr| format!("http://127.0.0.1:{}", address.port());
-
-    config.producer.consumer_grpc_address = local(streams.query);
-    let producer_registry = prometheus::Registry::new();
-    let producer = gateway::producer::Producer::bind(
-        config.producer.clone(),
-        embedded.as_deref(),
-        &producer_registry,
-    )
-    .await
-    .context("starting the producer")?;
-    let (producer_http, producer_grpc) = (producer.http_addr(), producer.grpc_addr());
-    let shutdown = stopped(&stop_tx);
-    services.spawn(async move {
-        (
-            "producer",
-            producer.run(shutdown).await.map_err(anyhow::Error::from),
-        )
-    });
-
-    config.gateway.producer_grpc_address = local(producer_grpc);
-    config.gateway.consumer_grpc_address = local(streams.query);
-    let gateway_registry = prometheus::Registry::new();
-    let gateway = gateway::api::Gateway::bind(config.gateway.clone(), &gateway_registry)
-        .await
-        .context("starting the gateway")?;
-    let gateway_http = gateway.http_addr();
-    let shutdown = stopped(&stop_tx);
-    services.spawn(async move {
-        (
-            "gateway",
-            gateway.run(shutdown).await.map_err(anyhow::Error::from),
-        )
-    });
-
-    let (barista_tx, barista_rx) = tokio::sync::oneshot::channel();
-    {
-        let (barista, kafka, cluster, shutdown) = (
-            config.barista.clone(),
-            config.kafka.clone(),
-            cluster.clone(),
-            stopped(&stop_tx),
-        );
-        services.spawn(async move {
-            let result = service::run_barista(
-                &barista,
-                &kafka,
-                &cluster,
-                "0.0.0.0",
-                shutdown,
-                Some(barista_tx),
-            )
-            .await;
-            ("barista", result.map_err(anyhow::Error::from))
-        });
-    }
-    let barista_metrics = barista_rx.await.ok();
-
-    let kafka = if cluster.is_embedded() {
+/// one of them stops (the others are then stopped too).
+async fn run_all(config: Config) -> anyhow::Result<()> {
+    let speed = config.barista.barista.speed_factor;
+    let latte = config
+        .menu
+        .find("Latte")
+        .map(|(_, seconds)| f64::from(seconds) * speed);
+    let mut system = System::start(config).await.context("starting coffee")?;
+    let a = system.addresses;
+    let kafka = if system.cluster.is_embedded() {
         "the embedded in-memory cluster (data is lost at exit)".to_owned()
     } else {
-        cluster.bootstrap_servers().to_owned()
+        system.cluster.bootstrap_servers().to_owned()
     };
     print(&format!(
         "coffee is running on {kafka}.\n\
-         \x20 API gateway   http://localhost:{}   (POST /order, GET /orders, GET /order/{{id}}, POST /order/{{id}}/cancel)\n\
-         \x20 producer      http://localhost:{}   gRPC localhost:{}\n\
-         \x20 query service gRPC localhost:{}\n\
-         \x20 metrics       http://localhost:{}/metrics (gateway), :{}/metrics (producer), :{}/metrics (streams){}\n\
-         \x20 barista       speed factor {} (a Latte takes {:.1} s)\n\
+         \x20 API gateway    http://localhost:{}  (POST /order, GET /orders, GET /order/{{id}}, POST /order/{{id}}/cancel)\n\
+         \x20 producer       http://localhost:{}  gRPC localhost:{}\n\
+         \x20 query service  gRPC localhost:{}\n\
+         \x20 metrics        http://localhost:{}/metrics (gateway)  :{}/metrics (producer)  :{}/metrics (streams)  :{}/metrics (barista)\n\
+         \x20 barista        speed factor {speed}{}\n\
          Try: curl -s -XPOST localhost:{}/order -H 'content-type: application/json' -d '{{\"customer_name\":\"John Doe\",\"coffee_type\":\"Latte\"}}'\n\
          Stop with Ctrl-C.\n",
-        gateway_http.port(),
-        producer_http.port(),
-        producer_grpc.port(),
-        streams.query.port(),
-        gateway_http.port(),
-        producer_http.port(),
-        streams.metrics.port(),
-        barista_metrics.map_or_else(String::new, |a| format!(
-            ", :{}/metrics (barista)",
-            a.port()
-        )),
-        config.barista.barista.speed_factor,
-        config.menu.find("Latte").map_or(0.0, |(_, s)| f64::from(s)
-            * config.barista.barista.speed_factor),
-        gateway_http.port(),
+        a.gateway.port(),
+        a.producer_http.port(),
+        a.producer_grpc.port(),
+        a.query.port(),
+        a.gateway.port(),
+        a.producer_http.port(),
+        a.streams_metrics.port(),
+        a.barista_metrics.port(),
+        latte.map_or_else(String::new, |s| format!(" (a Latte takes {s:.1} s)")),
+        a.gateway.port(),
     ));
-
     tokio::select! {
         () = engine::shutdown::signal() => info!("Shutting down."),
-        Some(finished) = services.join_next() => {
-            match finished {
-                Ok((name, Ok(()))) => warn!(service = name, "A service stopped; stopping the others."),
-                Ok((name, Err(error))) => {
-                    error!(service = name, error = format!("{error:#}"), "A service failed; stopping the others.");
-                    let _ = stop_tx.send(true);
-                    let _ = stop_all(services, &stop_tx).await;
-                    return Err(error.context(name));
-                }
-                Err(error) => {
-                    let _ = stop_tx.send(true);
-                    let _ = stop_all(services, &stop_tx).await;
-                    bail!("a service panicked: {error}");
-                }
+        (name, result) = system.wait() => match result {
+            Ok(()) => warn!(service = name, "A service stopped; stopping the others."),
+            Err(error) => {
+                error!(service = name, %error, "A service failed; stopping the others.");
+                let _ = system.stop().await;
+                return Err(error.into());
             }
-        }
+        },
     }
-    stop_all(services, &stop_tx).await
-}
-
-/// Stops every service and waits for them (a minute at most); the first
-/// error wins.
-async fn stop_all(
-    mut services: JoinSet<(&'static str, anyhow::Result<()>)>,
-    stop_tx: &watch::Sender<bool>,
-) -> anyhow::Result<()> {
-    let _ = stop_tx.send(true);
-    let mut outcome = Ok(());
-    let drained = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(finished) = services.join_next().await {
-            match finished {
-                Ok((_, Ok(()))) => {}
-                Ok((name, Err(error))) => {
-                    if outcome.is_ok() {
-                        outcome = Err(error.context(name));
-                    }
-                }
-                Err(error) => {
-                    if outcome.is_ok() {
-                        outcome = Err(anyhow::anyhow!("a service panicked: {error}"));
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    if drained.is_err() {
-        warn!("Services did not stop within a minute; exiting anyway.");
-    }
-    outcome
+    system.stop().await?;
+    Ok(())
 }

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tracing::info;
 use warp::Filter;
+use warp::http::Response as HttpResponse;
 
 use crate::barista::{self, BaristaConfig, BaristaMetrics};
 use crate::query::{QueryServer, WATCH_BUFFER};
@@ -421,10 +422,10 @@ pub async fn serve_metrics(
         let mut body = Vec::new();
         let encoder = TextEncoder::new();
         match encoder.encode(&registry.gather(), &mut body) {
-            Ok(()) => warp::http::Response::builder()
+            Ok(()) => HttpResponse::builder()
                 .header("content-type", encoder.format_type())
                 .body(body),
-            Err(error) => warp::http::Response::builder()
+            Err(error) => HttpResponse::builder()
                 .status(500)
                 .body(format!("cannot encode metrics: {error}").into_bytes()),
         }
