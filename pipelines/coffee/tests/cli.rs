@@ -203,7 +203,7 @@ fn a_replay_refuses_while_the_application_runs_then_replays() {
             ]);
     };
     let mut streams = coffee();
-    settings(&mut streams.arg("streams"));
+    settings(streams.arg("streams"));
     let mut streams = Running(streams.stderr(Stdio::null()).spawn().unwrap());
     // Wait until the application's group has a member.
     let probe: rdkafka::consumer::BaseConsumer = testkit::kafka().client_config().create().unwrap();
@@ -223,7 +223,7 @@ fn a_replay_refuses_while_the_application_runs_then_replays() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let mut replay = coffee();
-    settings(&mut replay.arg("replay"));
+    settings(replay.arg("replay"));
     let output = replay.output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
@@ -242,7 +242,7 @@ fn a_replay_refuses_while_the_application_runs_then_replays() {
     );
     assert!(streams.0.wait().unwrap().success());
     let mut replay = coffee();
-    settings(&mut replay.args(["replay", "--from", "earliest"]));
+    settings(replay.args(["replay", "--from", "earliest"]));
     let output = replay.output().unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(output.status.success(), "{stderr}");
