@@ -389,6 +389,10 @@ impl ProducerConfig {
     /// The librdkafka settings for writing to `bootstrap`.
     fn client_config(&self, bootstrap: &str) -> Result<ClientConfig, ConfigError> {
         let mut config = ClientConfig::new();
+        // Orders are small and latency-bound: don't let Nagle hold a
+        // produce request back until the previous one is acknowledged.
+        // Overridable through `kafka_settings`.
+        config.set("socket.nagle.disable", "true");
         for (key, value) in &self.kafka_settings.0 {
             config.set(key, value);
         }
@@ -406,7 +410,13 @@ impl ProducerConfig {
                 "request.timeout.ms",
                 self.kafka_send_timeout_ms.min(30_000).to_string(),
             )
-            .set("linger.ms", self.kafka_linger_ms.to_string());
+            .set("linger.ms", self.kafka_linger_ms.to_string())
+            // Kafka's default (Java) partitioner, as every writer of the
+            // orders topic uses: an order's commands (placed, cancel, the
+            // barista's claim) must share its partition, and the pipeline's
+            // queries look keys up there. librdkafka's own default (CRC32)
+            // would scatter them.
+            .set("partitioner", "murmur2_random");
         Ok(config)
     }
 }
