@@ -913,3 +913,23 @@ mod tests {
         assert!(shown.contains("shop"));
     }
 }
+
+#[cfg(test)]
+mod documentation {
+    /// `docs/configuration.md` names every variable the binary reads, and
+    /// every key it names under a variable is one the variable sets.
+    #[test]
+    fn every_variable_is_documented() {
+        let docs = include_str!("../../../docs/configuration.md");
+        for (name, keys) in super::variables() {
+            assert!(docs.contains(&format!("`{name}`")), "{name} is not documented");
+            for key in keys {
+                let leaf = key.rsplit('.').next().unwrap_or(key);
+                assert!(
+                    docs.contains(&format!("`{leaf}`")) || key.starts_with("kafka.client."),
+                    "{key} (set by {name}) is not documented"
+                );
+            }
+        }
+    }
+}
