@@ -2,6 +2,7 @@
 //! split into sub-topologies at repartition topics.
 
 mod describe;
+mod svg;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

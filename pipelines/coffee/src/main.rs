@@ -4,7 +4,7 @@
 //! coffee all                      # everything in one process (embedded Kafka unless KAFKA_BROKERS is set)
 //! coffee producer | gateway | streams | consumer
 //! coffee replay --from earliest   # reprocess the input from the start (or an RFC 3339 time)
-//! coffee topology [--mermaid]     # print the coffee topology
+//! coffee topology [--mermaid|--svg]  # print the coffee topology
 //! ```
 //!
 //! Settings come from defaults < `--config`/`CONFIG_FILE` (TOML or YAML) <
@@ -84,8 +84,11 @@ enum Command {
     /// Prints the coffee topology.
     Topology {
         /// Mermaid instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "svg")]
         mermaid: bool,
+        /// An SVG picture instead of text.
+        #[arg(long)]
+        svg: bool,
     },
 }
 
@@ -217,11 +220,13 @@ fn report(error: &anyhow::Error) {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Topology { mermaid } => {
+        Command::Topology { mermaid, svg } => {
             let topology = coffee::topology::build(&config.streams.topology(&config.menu), None)?;
             let description = topology.describe();
             let text = if mermaid {
                 description.to_mermaid()
+            } else if svg {
+                description.to_svg()
             } else {
                 description.to_string()
             };
