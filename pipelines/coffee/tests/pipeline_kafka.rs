@@ -520,3 +520,32 @@ async fn reqwest_like_get(address: std::net::SocketAddr, path: &str) -> String {
     stream.read_to_string(&mut response).await.unwrap();
     response
 }
+
+/// Under exactly-once the same flow holds: every order completes, and the
+/// output holds each decision exactly once (read committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_complete_under_exactly_once() {
+    let mut setup = setup("coffee-eos");
+    setup.streams.processing_guarantee = engine::ProcessingGuarantee::ExactlyOnce;
+    let streams = start_streams(&setup).await;
+    let barista = start_barista(&setup).await;
+    let producer = producer(&setup).await;
+    const ORDERS: usize = 100;
+    for i in 0..ORDERS {
+        send(&producer, &setup.streams.input_topic, &order(i)).await;
+    }
+    let client = streams.address.clone();
+    eventually("every order to complete", Duration::from_secs(120), || {
+        count_with_status(&client, OrderStatus::Completed)
+            .map(|count| count.filter(|count| *count == ORDERS as u64))
+    })
+    .await;
+    barista.stop().await;
+    streams.stop().await;
+    let decisions: Vec<ProcessedOrder> = read_all(&setup.streams.output_topic);
+    assert_eq!(
+        decisions.len(),
+        3 * ORDERS,
+        "one acceptance, claim grant and completion each"
+    );
+}
