@@ -20,7 +20,8 @@ fn gateway_config(producer: &str, query: &str) -> GatewayConfig {
         bind_host: "127.0.0.1".into(),
         producer_grpc_address: producer.to_owned(),
         consumer_grpc_address: query.to_owned(),
-        upstream_timeout_ms: 10_000,
+        // Above the producer's cancel wait (see `producer_config`).
+        upstream_timeout_ms: 30_000,
         connect_timeout_ms: 500,
         ..GatewayConfig::default()
     }

@@ -591,6 +591,10 @@ pub fn producer_config(topic: &str, query_url: &str) -> ProducerConfig {
         kafka_topic: topic.to_owned(),
         consumer_grpc_address: query_url.to_owned(),
         query_timeout_ms: 2_000,
+        // Long enough that a decision the in-test decider makes is never
+        // mistaken for "pending" on a busy machine; a decision ends the
+        // wait at once.
+        cancel_wait_ms: 20_000,
         ..ProducerConfig::default()
     }
 }
