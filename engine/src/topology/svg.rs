@@ -315,7 +315,9 @@ mod tests {
             .filter(|_, v: &String| !v.is_empty())
             .name("a<b")
             .to("left", Utf8, Utf8);
-        words.map_values(|v: String| v.len().to_string()).to("right", Utf8, Utf8);
+        words
+            .map_values(|v: String| v.len().to_string())
+            .to("right", Utf8, Utf8);
         let description = builder.build().unwrap().describe();
         let svg = description.to_svg();
         assert!(svg.contains(">a&lt;b<"), "{svg}");
