@@ -1,9 +1,14 @@
 //! The engine's Prometheus metrics, registered in a registry the
 //! application passes in. Hot loops count locally and publish per batch.
 
+use std::path::{Path, PathBuf};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::error::{EngineError, Result};
+use crate::queries::Queries;
 
 /// The engine's metric families.
 #[derive(Clone)]
@@ -159,5 +164,166 @@ impl EngineMetrics {
                 &["application", "topic", "partition"],
             )?,
         })
+    }
+
+    /// Publishes `application`'s series at zero before anything happens,
+    /// so dashboards show them and an alert on `increase()` sees the first
+    /// dead letter, abort or failed commit (a series that appears at 1 has
+    /// no increase).
+    pub fn initialise(&self, application: &str, stores: &[&str]) {
+        for counter in [
+            &self.dead_letters,
+            &self.commit_failures,
+            &self.transaction_aborts,
+            &self.thread_rebuilds,
+        ] {
+            counter.with_label_values(&[application]);
+        }
+        for kind in ["assign", "revoke"] {
+            self.rebalances.with_label_values(&[application, kind]);
+        }
+        self.restore_remaining.with_label_values(&[application]);
+        self.assigned_partitions.with_label_values(&[application]);
+        for store in stores {
+            self.restored_records
+                .with_label_values(&[application, store]);
+        }
+    }
+}
+
+/// The size of an application's local state, measured when Prometheus
+/// scrapes rather than in the processing loop: entries per store
+/// (`engine_state_store_entries`) over the partitions this instance hosts,
+/// and the bytes its state directory takes on disk
+/// (`engine_state_disk_bytes`; sled's files can be several times the size
+/// of the data).
+pub struct StateMetrics {
+    application: String,
+    queries: Queries,
+    dir: PathBuf,
+    entries: IntGaugeVec,
+    disk: IntGaugeVec,
+}
+
+impl StateMetrics {
+    /// Registers the state gauges of `application`, whose stores `queries`
+    /// knows and whose local state lives in `dir`.
+    pub fn register(
+        registry: &Registry,
+        application: &str,
+        queries: Queries,
+        dir: PathBuf,
+    ) -> Result<()> {
+        let entries = IntGaugeVec::new(
+            Opts::new(
+                "engine_state_store_entries",
+                "Entries in a state store, over the partitions this instance hosts.",
+            ),
+            &["application", "store"],
+        )
+        .map_err(to_error)?;
+        let disk = IntGaugeVec::new(
+            Opts::new(
+                "engine_state_disk_bytes",
+                "Bytes the application's local state directory takes on disk.",
+            ),
+            &["application"],
+        )
+        .map_err(to_error)?;
+        registry
+            .register(Box::new(Self {
+                application: application.to_owned(),
+                queries,
+                dir,
+                entries,
+                disk,
+            }))
+            .map_err(to_error)
+    }
+}
+
+/// The bytes of the files under `dir`; 0 when it does not exist. Files
+/// that vanish while it is walked (sled rewrites its snapshots) are skipped.
+fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => disk_usage(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+impl Collector for StateMetrics {
+    fn desc(&self) -> Vec<&Desc> {
+        self.entries
+            .desc()
+            .into_iter()
+            .chain(self.disk.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.entries.reset();
+        for (store, entries) in self.queries.store_entries() {
+            self.entries
+                .with_label_values(&[self.application.as_str(), store.as_str()])
+                .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        }
+        self.disk
+            .with_label_values(&[self.application.as_str()])
+            .set(i64::try_from(disk_usage(&self.dir)).unwrap_or(i64::MAX));
+        let mut families = self.entries.collect();
+        families.extend(self.disk.collect());
+        families
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(registry: &Registry) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap()
+    }
+
+    #[test]
+    fn rare_events_are_exported_at_zero_before_they_happen() {
+        let registry = Registry::new();
+        let metrics = EngineMetrics::register(&registry).unwrap();
+        assert!(!scrape(&registry).contains("engine_dead_letters_total"));
+        metrics.initialise("app", &["counts"]);
+        let text = scrape(&registry);
+        for series in [
+            r#"engine_dead_letters_total{application="app"} 0"#,
+            r#"engine_commit_failures_total{application="app"} 0"#,
+            r#"engine_transaction_aborts_total{application="app"} 0"#,
+            r#"engine_thread_rebuilds_total{application="app"} 0"#,
+            r#"engine_rebalances_total{application="app",kind="revoke"} 0"#,
+            r#"engine_restored_records_total{application="app",store="counts"} 0"#,
+            r#"engine_restore_remaining_records{application="app"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_state_directory_is_measured_at_each_scrape() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new();
+        StateMetrics::register(&registry, "app", Queries::default(), dir.path().join("app"))
+            .unwrap();
+        // Not created yet: nothing on disk.
+        assert!(scrape(&registry).contains(r#"engine_state_disk_bytes{application="app"} 0"#));
+        std::fs::create_dir_all(dir.path().join("app/0_1/store")).unwrap();
+        std::fs::write(dir.path().join("app/0_1/store/db"), vec![0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("app/0_1/conf"), vec![0u8; 24]).unwrap();
+        assert!(scrape(&registry).contains(r#"engine_state_disk_bytes{application="app"} 1024"#));
     }
 }

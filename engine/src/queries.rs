@@ -399,6 +399,25 @@ impl Queries {
         }
     }
 
+    /// Entries of each store over the partitions hosted here (restoring
+    /// ones included), for metrics: each store's count is kept as it is
+    /// written, so this is cheap enough for every scrape.
+    pub(crate) fn store_entries(&self) -> Vec<(String, u64)> {
+        let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+        registry
+            .stores
+            .iter()
+            .map(|(name, declared)| {
+                let entries = declared
+                    .hosted
+                    .values()
+                    .map(|hosted| hosted.store.approximate_len())
+                    .sum();
+                (name.clone(), entries)
+            })
+            .collect()
+    }
+
     pub(crate) fn unhost(&self, store: &str, partition: i32) {
         let mut registry = self
             .registry

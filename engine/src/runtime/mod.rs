@@ -61,9 +61,25 @@ impl KafkaStreams {
         })
     }
 
-    /// Registers the engine's metrics in `registry`.
+    /// Registers the engine's metrics in `registry`: the application's
+    /// series start at zero, and the state gauges are read at each scrape.
     pub fn with_metrics(mut self, registry: &prometheus::Registry) -> Result<Self> {
-        self.metrics = Some(EngineMetrics::register(registry)?);
+        let metrics = EngineMetrics::register(registry)?;
+        let stores: Vec<&str> = self
+            .topology
+            .stores
+            .iter()
+            .flatten()
+            .map(|spec| spec.name.as_str())
+            .collect();
+        metrics.initialise(&self.config.application_id, &stores);
+        crate::metrics::StateMetrics::register(
+            registry,
+            &self.config.application_id,
+            self.queries.clone(),
+            self.config.application_state_dir(),
+        )?;
+        self.metrics = Some(metrics);
         Ok(self)
     }
 
