@@ -159,6 +159,11 @@ impl KafkaMetrics {
                 &["reason"],
             )?,
         };
+        // Every reason starts at zero, so an alert on `increase()` sees
+        // the first failure and dashboards show the series before one.
+        for reason in ["queue_full", "timeout", "error"] {
+            metrics.failed.with_label_values(&[reason]);
+        }
         registry.register(Box::new(metrics.sent.clone()))?;
         registry.register(Box::new(metrics.failed.clone()))?;
         Ok(metrics)
