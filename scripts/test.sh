@@ -10,6 +10,31 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 echo "==> Provisioning Apache Kafka for the real-broker tests"
 deploy/kafka/kafka.sh fetch
 
+echo "==> Provisioning promtool and kustomize for the deploy/ tests"
+# promtool checks the Prometheus config, the alert rules and their unit tests.
+if ! command -v promtool >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    else
+        echo "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus)" >&2
+        exit 1
+    fi
+fi
+# The Kubernetes manifests are rendered with kustomize v4 or newer: kubectl
+# 1.21+ has it built in; otherwise it is built once into target/tools/bin
+# (Debian's own kubectl, 1.20, is too old for the manifests' syntax).
+tools="$PWD/target/tools/bin"
+export PATH="$tools:$PATH"
+if ! kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v([4-9]|[1-9][0-9])' \
+    && ! command -v kustomize >/dev/null 2>&1; then
+    if ! command -v go >/dev/null 2>&1; then
+        echo "kustomize is missing: install kubectl 1.21 or newer, or Go (to build kustomize)" >&2
+        exit 1
+    fi
+    GOBIN="$tools" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+fi
+
 echo "==> Checking the deploy scripts"
 bash -n deploy/kafka/kafka.sh scripts/*.sh
 
