@@ -1,7 +1,8 @@
 //! The hand-written rdkafka consume → transform → produce loop: the ceiling
-//! for stateless work. Same work and the same at-least-once rule as the
-//! engine: an input offset is committed only after every output of it and
-//! of the records before it has been acknowledged.
+//! for stateless work, and (with an in-memory `HashMap` as its state) the
+//! baseline for stateful work. Same work and the same at-least-once rule as
+//! the engine: an input offset is committed only after every output of it
+//! and of the records before it has been acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
@@ -30,13 +31,40 @@ impl ProducerContext for Acks {
     }
 }
 
-/// Runs the loop until `stop` is set.
+/// Runs the stateless job until `stop` is set.
 pub(crate) fn run(
     bootstrap: &str,
     group: &str,
     input: &str,
     output: &str,
     stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let processed_at = "2026-11-25T16:00:01Z";
+    run_with(bootstrap, group, input, output, stop, |message, outputs| {
+        let order: Option<Order> = message
+            .payload()
+            .and_then(|p| serde_json::from_slice(p).ok());
+        if let Some(order) = order.filter(is_valid) {
+            let mut buf = Vec::with_capacity(192);
+            serde_json::to_writer(&mut buf, &enrich(order, processed_at))?;
+            outputs.push((message.key().map(<[u8]>::to_vec), buf));
+        }
+        Ok(())
+    })
+}
+
+/// What a job makes of one input record: outputs as (key, value).
+pub(crate) type Outputs = Vec<(Option<Vec<u8>>, Vec<u8>)>;
+
+/// Runs the loop until `stop` is set, with `work` turning each input record
+/// into outputs.
+pub(crate) fn run_with(
+    bootstrap: &str,
+    group: &str,
+    input: &str,
+    output: &str,
+    stop: &AtomicBool,
+    mut work: impl FnMut(&BorrowedMessage<'_>, &mut Outputs) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -61,19 +89,20 @@ pub(crate) fn run(
     let mut free: Vec<usize> = Vec::new();
     let mut committed: HashMap<i32, i64> = HashMap::new();
     let mut next_commit = Instant::now() + Duration::from_secs(1);
-    let processed_at = "2026-11-25T16:00:01Z";
-    let mut buf = Vec::with_capacity(256);
+    let mut outputs: Outputs = Vec::new();
+    let mut first = true;
     while !stop.load(Ordering::Relaxed) {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            if first {
+                first = false;
+                crate::peer::mark_first_consumed();
+            }
             let (partition, offset) = (message.partition(), message.offset());
             let entry = pending.entry(partition).or_default();
             entry.1 = offset + 1;
-            let order: Option<Order> = message
-                .payload()
-                .and_then(|p| serde_json::from_slice(p).ok());
-            if let Some(order) = order.filter(is_valid) {
-                buf.clear();
-                serde_json::to_writer(&mut buf, &enrich(order, processed_at))?;
+            outputs.clear();
+            work(&message, &mut outputs)?;
+            for (key, value) in &outputs {
                 let id = match free.pop() {
                     Some(id) => {
                         in_flight[id] = (partition, offset);
@@ -85,8 +114,8 @@ pub(crate) fn run(
                     }
                 };
                 *entry.0.entry(offset).or_insert(0) += 1;
-                let mut record = BaseRecord::with_opaque_to(output, id).payload(&buf);
-                if let Some(key) = message.key() {
+                let mut record = BaseRecord::with_opaque_to(output, id).payload(value);
+                if let Some(key) = key {
                     record = record.key(key);
                 }
                 loop {

@@ -1,8 +1,13 @@
 //! Benchmark harness: the engine next to a hand-written rdkafka loop doing
 //! the same work on the same broker, measured in one run.
 //!
+//!     cargo run --release -p bench -- all [--records 1000000]
 //!     cargo run --release -p bench -- stateless [--records 1000000]
 //!     cargo run --release -p bench -- http-load [--clients 64,256]
+//!
+//! `all` compares the engine with Kafka Streams, Quix Streams and a
+//! hand-written loop on every job (see `compare`); the others are the
+//! earlier, narrower comparisons.
 //!
 //! Starts the project's Kafka broker (or uses `KAFKA_BROKERS`), loads the
 //! records once, then runs each system from offset 0 with a fresh group and
@@ -10,10 +15,13 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod compare;
 mod hand;
 mod http_load;
 mod orders;
+mod peer;
 mod stateful;
+mod systems;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +46,12 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Job {
+    /// Every system (the engine, Kafka Streams in two profiles, Quix
+    /// Streams, the hand-written loop) on every job, side by side.
+    All(compare::AllArgs),
+    /// One system of this binary as a child process of `all` (internal).
+    #[command(hide = true)]
+    Peer(peer::PeerArgs),
     /// Decode, validate, enrich, encode: the engine vs a hand-written loop.
     Stateless {
         /// Records to load.
@@ -131,6 +145,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Args::parse().job {
+        Job::All(args) => {
+            let (bootstrap, broker_pid) = broker()?;
+            compare::run(&args, &bootstrap, broker_pid)
+        }
+        Job::Peer(args) => peer::run(&args),
         Job::Stateless {
             records,
             partitions,
