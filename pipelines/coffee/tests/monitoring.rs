@@ -743,7 +743,12 @@ fn every_metric_the_dashboard_and_the_alerts_use_is_exported_by_a_running_system
         || order_status(gateway, &second),
     );
     let (status, cancelled) = http(gateway, "POST", &format!("/order/{second}/cancel"), "");
-    assert_eq!(status, 200, "the cancel was not granted: {cancelled}");
+    // Granted (200), or still being decided on a busy machine (202); the
+    // order is checked to be cancelled below.
+    assert!(
+        status == 200 || status == 202,
+        "the cancel was not granted: {status} {cancelled}"
+    );
     // Off the menu: rejected with 400 before it reaches Kafka.
     let (status, rejected) = place(gateway, "Cid", "Mocha");
     assert_eq!(status, 400, "{rejected}");
