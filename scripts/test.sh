@@ -35,8 +35,26 @@ if ! kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v([4-9]
     GOBIN="$tools" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
 fi
 
+echo "==> Provisioning Chromium and playwright-core for the board's browser test"
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        echo "chromium is missing: install Debian's chromium package (apt-get install -y chromium)" >&2
+        exit 1
+    fi
+fi
+command -v node >/dev/null 2>&1 || { echo "node is missing: install Node.js 20 or newer" >&2; exit 1; }
+# Installs exactly what e2e/board/package-lock.json pins (one package).
+(cd e2e/board && npm ci --no-audit --no-fund --silent)
+
 echo "==> Checking the deploy scripts"
 bash -n deploy/kafka/kafka.sh scripts/*.sh
 
 echo "==> cargo test --workspace"
 cargo test --workspace --locked "$@"
+
+echo "==> The order board in headless Chromium (screenshots in target/e2e/)"
+cargo build -p coffee --locked
+node e2e/board/board.test.mjs target/debug/coffee

@@ -284,6 +284,28 @@ pub async fn serve<H, F>(
     H: Fn(Request) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
+    serve_with_streams(listener, stack, handler, None, shutdown).await;
+}
+
+fn into_warp(response: Response) -> warp::reply::Response {
+    warp::Reply::into_response(response)
+}
+
+/// A route whose answer streams (Server-Sent Events), served before the
+/// routes of [`serve`]'s handler; it does its own logging and request id.
+pub type StreamingRoute = warp::filters::BoxedFilter<(warp::reply::Response,)>;
+
+/// Like [`serve`], with `streams` tried first.
+pub async fn serve_with_streams<H, F>(
+    listener: tokio::net::TcpListener,
+    stack: Stack,
+    handler: H,
+    streams: Option<StreamingRoute>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    H: Fn(Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
     let filter = warp::method()
         .and(warp::path::full())
         .and(
@@ -311,11 +333,23 @@ pub async fn serve<H, F>(
                 recovery(stack.clone(), request, handler.clone())
             },
         );
-    warp::serve(filter)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let filter = filter.map(into_warp);
+    match streams {
+        Some(streams) => {
+            warp::serve(streams.or(filter).unify())
+                .incoming(listener)
+                .graceful(shutdown)
+                .run()
+                .await;
+        }
+        None => {
+            warp::serve(filter)
+                .incoming(listener)
+                .graceful(shutdown)
+                .run()
+                .await;
+        }
+    }
 }
 
 /// The body as a boxed stream of `Bytes`.

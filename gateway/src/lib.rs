@@ -15,7 +15,9 @@
 //! # Layout
 //! - [`producer`]: the producer's configuration and server (HTTP, gRPC
 //!   `CoffeeService` with health and reflection, Kafka writer).
-//! - [`api`]: the API gateway's configuration and server.
+//! - [`api`]: the API gateway's configuration and server, which also
+//!   serves the order board (a web page at `/`, live over Server-Sent
+//!   Events).
 //! - [`http`]: the HTTP stack both share — a warp server and the
 //!   middleware (recovery, logging, request id, CORS).
 //! - [`error`]: client-facing errors with stable codes, and start-up errors.
@@ -43,6 +45,7 @@ pub mod error;
 pub mod http;
 pub mod producer;
 
+mod board;
 mod idempotency;
 mod kafka;
 mod metrics;

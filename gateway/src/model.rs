@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use proto::coffee::v1::{ListOrdersResponse, Order, OrderStatus};
+use proto::coffee::v1::{
+    GetDemandResponse, GetMenuResponse, ListOrdersResponse, Order, OrderStatus,
+};
 use proto::events::Status;
 use serde::Serialize;
 
@@ -16,6 +18,12 @@ pub(crate) struct OrderJson<'a> {
     created_at: String,
     updated_at: String,
     preparation_time_s: u32,
+    /// On an update that refused a request: which (`cancel_requested`, `claimed`).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    refused: &'a str,
+    /// Why the latest request about the order was refused.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
 }
 
 impl<'a> From<&'a Order> for OrderJson<'a> {
@@ -28,6 +36,8 @@ impl<'a> From<&'a Order> for OrderJson<'a> {
             created_at: rfc3339(order.created_at.as_ref()),
             updated_at: rfc3339(order.updated_at.as_ref()),
             preparation_time_s: order.preparation_time_s,
+            refused: &order.refused,
+            reason: &order.reason,
         }
     }
 }
@@ -63,6 +73,63 @@ fn rfc3339(at: Option<&prost_types::Timestamp>) -> String {
     at.and_then(|at| DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?))
         .map(|at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .unwrap_or_default()
+}
+
+/// An order alone, `{…}` (a live update on the board's event stream).
+pub(crate) fn order_only_json(order: &Order) -> Bytes {
+    to_bytes(&OrderJson::from(order))
+}
+
+/// `{"success":true,"menu":[{"name":…,"preparation_time_s":…}]}`.
+pub(crate) fn menu_json(menu: &GetMenuResponse) -> Bytes {
+    #[derive(Serialize)]
+    struct Item<'a> {
+        name: &'a str,
+        preparation_time_s: u32,
+    }
+    #[derive(Serialize)]
+    struct Body<'a> {
+        success: bool,
+        menu: Vec<Item<'a>>,
+    }
+    to_bytes(&Body {
+        success: true,
+        menu: menu
+            .items
+            .iter()
+            .map(|item| Item {
+                name: &item.name,
+                preparation_time_s: item.preparation_time_s,
+            })
+            .collect(),
+    })
+}
+
+/// `{"success":true,"windows":[{"coffee_type":…,"window_start":…,"orders":…}]}`.
+pub(crate) fn demand_json(demand: &GetDemandResponse) -> Bytes {
+    #[derive(Serialize)]
+    struct Window<'a> {
+        coffee_type: &'a str,
+        window_start: String,
+        orders: u64,
+    }
+    #[derive(Serialize)]
+    struct Body<'a> {
+        success: bool,
+        windows: Vec<Window<'a>>,
+    }
+    to_bytes(&Body {
+        success: true,
+        windows: demand
+            .windows
+            .iter()
+            .map(|window| Window {
+                coffee_type: &window.coffee_type,
+                window_start: rfc3339(window.window_start.as_ref()),
+                orders: window.orders,
+            })
+            .collect(),
+    })
 }
 
 /// `{"success":true,"msg":…,"order":{…}}`.

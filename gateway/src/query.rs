@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use proto::coffee::v1::query_service_client::QueryServiceClient;
 use proto::coffee::v1::{
-    GetOrderRequest, ListOrdersRequest, ListOrdersResponse, Order, WatchOrdersRequest,
+    GetDemandRequest, GetDemandResponse, GetMenuRequest, GetMenuResponse, GetOrderRequest,
+    GetTopologyRequest, ListOrdersRequest, ListOrdersResponse, Order, WatchOrdersRequest,
 };
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -97,6 +98,44 @@ impl QueryClient {
             .list_orders(request)
             .await
             .map(tonic::Response::into_inner)
+            .map_err(|status| query_error(&status))
+    }
+
+    /// The pipeline's menu.
+    pub(crate) async fn get_menu(&self, request_id: &str) -> Result<GetMenuResponse, ApiError> {
+        self.client
+            .clone()
+            .get_menu(with_request_id(GetMenuRequest {}, request_id))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| query_error(&status))
+    }
+
+    /// Orders per drink per minute, windows starting at `from` or later.
+    pub(crate) async fn get_demand(
+        &self,
+        from: Option<prost_types::Timestamp>,
+        request_id: &str,
+    ) -> Result<GetDemandResponse, ApiError> {
+        let request = GetDemandRequest {
+            coffee_type: String::new(),
+            from,
+        };
+        self.client
+            .clone()
+            .get_demand(with_request_id(request, request_id))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| query_error(&status))
+    }
+
+    /// The pipeline's topology as an SVG picture.
+    pub(crate) async fn get_topology_svg(&self, request_id: &str) -> Result<String, ApiError> {
+        self.client
+            .clone()
+            .get_topology(with_request_id(GetTopologyRequest {}, request_id))
+            .await
+            .map(|response| response.into_inner().svg)
             .map_err(|status| query_error(&status))
     }
 

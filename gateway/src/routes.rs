@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use proto::coffee::v1::{ListOrdersRequest, ListOrdersResponse, Order};
+use proto::coffee::v1::{
+    GetDemandResponse, GetMenuResponse, ListOrdersRequest, ListOrdersResponse, Order,
+};
 
 use crate::error::{ApiError, ErrorKind};
 use crate::http::{self as web, Endpoint, IDEMPOTENCY_KEY, Method, Request, Response, StatusCode};
@@ -70,6 +72,27 @@ pub(crate) trait Backend: Send + Sync + 'static {
         id: String,
         call: Call,
     ) -> impl Future<Output = Result<CancelOutcome, ApiError>> + Send;
+    /// The drinks on the menu (the board's form). Only the gateway has it.
+    fn menu(&self, _call: Call) -> impl Future<Output = Result<GetMenuResponse, ApiError>> + Send {
+        async { Err(not_here()) }
+    }
+    /// Orders per drink per minute since `from` (the board's chart).
+    fn demand(
+        &self,
+        _from: Option<prost_types::Timestamp>,
+        _call: Call,
+    ) -> impl Future<Output = Result<GetDemandResponse, ApiError>> + Send {
+        async { Err(not_here()) }
+    }
+    /// The pipeline's topology as an SVG picture.
+    fn topology_svg(&self, _call: Call) -> impl Future<Output = Result<String, ApiError>> + Send {
+        async { Err(not_here()) }
+    }
+}
+
+/// What a backend without the board's reads answers.
+fn not_here() -> ApiError {
+    ApiError::new(ErrorKind::NotFound, "this service does not serve the board")
 }
 
 /// One matched route.
@@ -81,6 +104,11 @@ enum Route<'a> {
     Cancel(&'a str),
     Health,
     Metrics,
+    Board,
+    Asset(&'a str),
+    Menu,
+    Demand,
+    Topology,
 }
 
 impl Route<'_> {
@@ -88,7 +116,15 @@ impl Route<'_> {
     fn method(self) -> Method {
         match self {
             Route::Place | Route::Cancel(_) => Method::POST,
-            Route::Get(_) | Route::List | Route::Health | Route::Metrics => Method::GET,
+            Route::Get(_)
+            | Route::List
+            | Route::Health
+            | Route::Metrics
+            | Route::Board
+            | Route::Asset(_)
+            | Route::Menu
+            | Route::Demand
+            | Route::Topology => Method::GET,
         }
     }
 }
@@ -96,6 +132,19 @@ impl Route<'_> {
 /// Matches a path to a route and its template. `/v1/…` routes exist only
 /// when `versioned`.
 fn match_route(path: &str, versioned: bool) -> Option<(Route<'_>, &'static str)> {
+    // The board: the gateway's page and what it reads.
+    if versioned {
+        match path {
+            "/" | "/index.html" => return Some((Route::Board, "/")),
+            "/v1/menu" => return Some((Route::Menu, "/v1/menu")),
+            "/v1/demand" => return Some((Route::Demand, "/v1/demand")),
+            "/v1/topology.svg" => return Some((Route::Topology, "/v1/topology.svg")),
+            _ => {}
+        }
+        if let Some(name) = path.strip_prefix("/assets/") {
+            return Some((Route::Asset(name), "/assets/{name}"));
+        }
+    }
     let (rest, v1) = match path.strip_prefix("/v1") {
         Some(rest) if versioned && rest.starts_with('/') => (rest, true),
         _ => (path, false),
@@ -248,6 +297,37 @@ impl<B: Backend> Routes<B> {
                     ),
                 })
             }
+            Route::Board => Ok(static_response(
+                "text/html; charset=utf-8",
+                crate::board::INDEX_HTML,
+            )),
+            Route::Asset(name) => {
+                let (content_type, body) = crate::board::asset(name).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("no asset {}", validate::truncate(name, 100)),
+                    )
+                })?;
+                Ok(static_response(content_type, body))
+            }
+            Route::Menu => {
+                let menu = self.backend.menu(call(None)).await?;
+                Ok(web::json(StatusCode::OK, model::menu_json(&menu)))
+            }
+            Route::Demand => {
+                let from = validate::parse_demand_query(request.query.as_deref())?;
+                let demand = self.backend.demand(from, call(None)).await?;
+                Ok(web::json(StatusCode::OK, model::demand_json(&demand)))
+            }
+            Route::Topology => {
+                let svg = self.backend.topology_svg(call(None)).await?;
+                let mut response = Response::new(Bytes::from(svg));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("image/svg+xml"),
+                );
+                Ok(response)
+            }
             Route::Health => Ok(web::json(
                 StatusCode::OK,
                 Bytes::from_static(br#"{"status":"ok"}"#),
@@ -268,6 +348,22 @@ impl<B: Backend> Routes<B> {
             }
         }
     }
+}
+
+/// An embedded file, cacheable for a short while (a new binary may change it).
+fn static_response(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=60"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// `POST /order` takes JSON: `application/json` or any `application/*+json`
@@ -318,6 +414,16 @@ mod tests {
         assert_eq!(match_route("/v1/health", true), None);
         assert_eq!(match_route("/order/a/b", false), None);
         assert_eq!(match_route("/", false), None);
+        assert_eq!(match_route("/", true), Some((Route::Board, "/")));
+        assert_eq!(
+            match_route("/assets/app.js", true),
+            Some((Route::Asset("app.js"), "/assets/{name}"))
+        );
+        assert_eq!(match_route("/assets/app.js", false), None);
+        assert_eq!(
+            match_route("/v1/topology.svg", true),
+            Some((Route::Topology, "/v1/topology.svg"))
+        );
         assert_eq!(match_route("", false), None);
         assert_eq!(
             match_route("/order/", false),

@@ -189,6 +189,53 @@ pub(crate) fn acceptable_request_id(id: &[u8]) -> bool {
 /// [`MAX_PAGE_SIZE`]). Empty values mean "not set"; anything else is an
 /// error, unknown parameters included (a typo should not silently list
 /// everything).
+/// Reads `GET /v1/demand`'s query: an optional `from`, an RFC 3339 time
+/// (windows starting at or after it).
+pub(crate) fn parse_demand_query(
+    query: Option<&str>,
+) -> Result<Option<prost_types::Timestamp>, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|error| {
+            ApiError::new(
+                ErrorKind::InvalidQuery,
+                format!("the query string is malformed: {error}"),
+            )
+        })?;
+    let mut from = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "from" if from.is_none() => {
+                let at = chrono::DateTime::parse_from_rfc3339(value.trim()).map_err(|_| {
+                    ApiError::new(
+                        ErrorKind::InvalidQuery,
+                        format!(
+                            "from {:?} is not an RFC 3339 time such as 2026-01-01T08:00:00Z",
+                            truncate(&value, 64)
+                        ),
+                    )
+                })?;
+                from = Some(crate::model::timestamp(at.with_timezone(&chrono::Utc)));
+            }
+            "from" => {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidQuery,
+                    "query parameter \"from\" is given twice",
+                ));
+            }
+            other => {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidQuery,
+                    format!(
+                        "unknown query parameter {:?}; /v1/demand takes from",
+                        truncate(other, 64)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(from)
+}
+
 pub(crate) fn parse_list_query(
     query: Option<&str>,
     max_name_chars: usize,

@@ -22,14 +22,16 @@
 //! ```
 
 use std::future::Future;
+
+use futures::FutureExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proto::coffee::v1::coffee_service_client::CoffeeServiceClient;
 use proto::coffee::v1::{
-    CancelOrderRequest, ListOrdersRequest, ListOrdersResponse, Order, OrderStatus,
-    PlaceOrderRequest,
+    CancelOrderRequest, GetDemandResponse, GetMenuResponse, ListOrdersRequest, ListOrdersResponse,
+    Order, OrderStatus, PlaceOrderRequest,
 };
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
@@ -234,6 +236,22 @@ impl Backend for Upstreams {
         self.query.list_orders(request, &call.request_id).await
     }
 
+    async fn menu(&self, call: Call) -> Result<GetMenuResponse, ApiError> {
+        self.query.get_menu(&call.request_id).await
+    }
+
+    async fn demand(
+        &self,
+        from: Option<prost_types::Timestamp>,
+        call: Call,
+    ) -> Result<GetDemandResponse, ApiError> {
+        self.query.get_demand(from, &call.request_id).await
+    }
+
+    async fn topology_svg(&self, call: Call) -> Result<String, ApiError> {
+        self.query.get_topology_svg(&call.request_id).await
+    }
+
     async fn cancel(&self, id: String, call: Call) -> Result<CancelOutcome, ApiError> {
         let request = Self::request(CancelOrderRequest { id }, &call);
         let response = self
@@ -264,6 +282,8 @@ pub struct Gateway {
     http_addr: SocketAddr,
     routes: Arc<Routes<Upstreams>>,
     stack: Stack,
+    /// The board's live feed from the query service.
+    watch: Channel,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -299,6 +319,11 @@ impl Gateway {
             call_timeout,
             connect_timeout,
         )?;
+        // The board's live feed is a long-lived stream: no per-call deadline.
+        let watch = check_address("consumer_grpc_address", &config.consumer_grpc_address)?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
         let metric_error =
             |error: prometheus::Error| GatewayError::Task(format!("metrics: {error}"));
         let upstreams = Upstreams {
@@ -333,6 +358,7 @@ impl Gateway {
             http_addr,
             routes,
             stack,
+            watch,
         })
     }
 
@@ -354,10 +380,12 @@ impl Gateway {
             let routes = Arc::clone(&routes);
             async move { routes.handle(request).await }
         };
-        let mut task = tokio::spawn(http::serve(
+        let events = crate::board::events(self.watch, stop.signal().boxed().shared());
+        let mut task = tokio::spawn(http::serve_with_streams(
             self.listener,
             self.stack,
             handler,
+            Some(events),
             stop.signal(),
         ));
         let outcome = tokio::select! {

@@ -21,6 +21,9 @@ use crate::validate::{self, PlaceFields, ValidOrder};
 /// How often a cancel polls the order when the query service cannot
 /// stream its changes.
 const CANCEL_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a cancel waits for an order the pipeline does not know yet
+/// (placed a moment ago) before answering 404.
+const VISIBILITY_WAIT: Duration = Duration::from_millis(1_500);
 
 /// The producer's core.
 pub(crate) struct Core {
@@ -184,16 +187,7 @@ impl Core {
     /// the query service cannot stream, the order is polled instead.
     pub(crate) async fn cancel(&self, id: &str, call: &Call) -> Result<CancelOutcome, ApiError> {
         let id = validate::validate_id(id)?;
-        let order = self
-            .query
-            .get_order(id, &call.request_id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        match status_of(&order) {
-            Some(Status::Cancelled) => return Ok(CancelOutcome::Granted(order)),
-            Some(status) if !status.cancellable() => return Err(too_late(id, status, "")),
-            _ => {}
-        }
+        // Watch first, so no decision between the read and the wait is missed.
         let mut watch = match self.query.watch(id, &call.request_id).await {
             Ok(stream) => Some(stream),
             Err(status) => {
@@ -205,6 +199,21 @@ impl Core {
                 None
             }
         };
+        let order = match self.query.get_order(id, &call.request_id).await? {
+            Some(order) => order,
+            // Kafka may have the order while the pipeline has not decided
+            // it yet (a cancel right after placing): wait a moment for it
+            // to appear before calling it unknown.
+            None => self
+                .await_visible(id, call, watch.as_mut())
+                .await?
+                .ok_or_else(|| not_found(id))?,
+        };
+        match status_of(&order) {
+            Some(Status::Cancelled) => return Ok(CancelOutcome::Granted(order)),
+            Some(status) if !status.cancellable() => return Err(too_late(id, status, "")),
+            _ => {}
+        }
         let command = OrderCommand::about(CommandKind::CancelRequested, id, Utc::now());
         self.write(&command, call).await?;
         let deadline = tokio::time::Instant::now() + self.cancel_wait;
@@ -249,6 +258,39 @@ impl Core {
                     return Err(too_late(id, status, &order.reason));
                 }
                 _ => latest = order,
+            }
+        }
+    }
+}
+
+impl Core {
+    /// Waits up to [`VISIBILITY_WAIT`] for the pipeline to decide on order
+    /// `id`: on the watch when there is one, else by polling.
+    async fn await_visible(
+        &self,
+        id: &str,
+        call: &Call,
+        watch: Option<&mut tonic::Streaming<Order>>,
+    ) -> Result<Option<Order>, ApiError> {
+        let deadline = tokio::time::Instant::now() + VISIBILITY_WAIT;
+        if let Some(stream) = watch {
+            while let Ok(Ok(Some(update))) =
+                tokio::time::timeout_at(deadline, stream.message()).await
+            {
+                if update.id == id {
+                    return Ok(Some(update));
+                }
+            }
+            return self.query.get_order(id, &call.request_id).await;
+        }
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep_until((now + CANCEL_POLL_INTERVAL).min(deadline)).await;
+            if let Some(order) = self.query.get_order(id, &call.request_id).await? {
+                return Ok(Some(order));
             }
         }
     }

@@ -24,9 +24,9 @@ use gateway::{Gateway, GatewayConfig, Producer, ProducerConfig};
 use http_body_util::{BodyExt, Full};
 use proto::coffee::v1::query_service_server::{QueryService, QueryServiceServer};
 use proto::coffee::v1::{
-    CustomerStats, GetCustomerStatsRequest, GetDemandRequest, GetDemandResponse, GetOrderRequest,
-    GetOrderResponse, ListOrdersRequest, ListOrdersResponse, Order, OrderStatus,
-    WatchOrdersRequest,
+    CustomerStats, GetCustomerStatsRequest, GetDemandRequest, GetDemandResponse, GetMenuRequest,
+    GetMenuResponse, GetOrderRequest, GetOrderResponse, GetTopologyRequest, GetTopologyResponse,
+    ListOrdersRequest, ListOrdersResponse, MenuItem, Order, OrderStatus, WatchOrdersRequest,
 };
 use proto::events::{CommandKind, OrderCommand, Status};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -298,6 +298,10 @@ impl Drop for ServerGuard {
 
 type OrderStream = Pin<Box<dyn Stream<Item = Result<Order, tonic::Status>> + Send>>;
 
+/// The picture the in-test query service answers `GetTopology` with.
+pub const IN_TEST_TOPOLOGY_SVG: &str =
+    "<svg xmlns=\"http://www.w3.org/2000/svg\"><title>in-test topology</title></svg>";
+
 /// The gRPC face of an [`InTestQueryService`].
 struct Served(Arc<InTestQueryService>);
 
@@ -378,6 +382,30 @@ impl QueryService for Served {
         Err(tonic::Status::unimplemented(
             "not in the in-test query service",
         ))
+    }
+
+    async fn get_menu(
+        &self,
+        _request: tonic::Request<GetMenuRequest>,
+    ) -> Result<tonic::Response<GetMenuResponse>, tonic::Status> {
+        let items = proto::menu::Menu::default()
+            .items()
+            .map(|(name, seconds)| MenuItem {
+                name: name.to_owned(),
+                preparation_time_s: seconds,
+            })
+            .collect();
+        Ok(tonic::Response::new(GetMenuResponse { items }))
+    }
+
+    async fn get_topology(
+        &self,
+        _request: tonic::Request<GetTopologyRequest>,
+    ) -> Result<tonic::Response<GetTopologyResponse>, tonic::Status> {
+        Ok(tonic::Response::new(GetTopologyResponse {
+            mermaid: "flowchart LR\n  in --> out\n".into(),
+            svg: IN_TEST_TOPOLOGY_SVG.into(),
+        }))
     }
 
     type WatchOrdersStream = OrderStream;

@@ -13,16 +13,19 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use engine::TopologyDescription;
 use engine::queries::{Queries, QueryError};
 use engine::serdes::{Json, U64, Utf8};
 use futures::{Stream, StreamExt};
 use proto::coffee::v1::query_service_server::{QueryService, QueryServiceServer};
 use proto::coffee::v1::{
     CustomerStats as CustomerStatsReply, DemandWindow, GetCustomerStatsRequest, GetDemandRequest,
-    GetDemandResponse, GetOrderRequest, GetOrderResponse, ListOrdersRequest, ListOrdersResponse,
+    GetDemandResponse, GetMenuRequest, GetMenuResponse, GetOrderRequest, GetOrderResponse,
+    GetTopologyRequest, GetTopologyResponse, ListOrdersRequest, ListOrdersResponse, MenuItem,
     Order, OrderStatus, WatchOrdersRequest,
 };
 use proto::events::{ProcessedOrder, Status};
+use proto::menu::Menu;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tonic::{Request, Response};
@@ -43,6 +46,8 @@ pub const WATCH_BUFFER: usize = 4_096;
 pub struct QueryServer {
     queries: Queries,
     decisions: broadcast::Sender<ProcessedOrder>,
+    menu: GetMenuResponse,
+    topology: GetTopologyResponse,
     /// Set when the server shuts down: open watches end then, so the
     /// graceful shutdown does not wait on them forever.
     closing: watch::Receiver<bool>,
@@ -50,11 +55,30 @@ pub struct QueryServer {
 
 impl QueryServer {
     /// A service reading `queries`, streaming what `decisions` carries
-    /// (the sender given to [`crate::topology::build`]).
-    pub fn new(queries: Queries, decisions: broadcast::Sender<ProcessedOrder>) -> Self {
+    /// (the sender given to [`crate::topology::build`]), and describing
+    /// the pipeline's `menu` and `topology`.
+    pub fn new(
+        queries: Queries,
+        decisions: broadcast::Sender<ProcessedOrder>,
+        menu: &Menu,
+        topology: &TopologyDescription,
+    ) -> Self {
         Self {
             queries,
             decisions,
+            menu: GetMenuResponse {
+                items: menu
+                    .items()
+                    .map(|(name, seconds)| MenuItem {
+                        name: name.to_owned(),
+                        preparation_time_s: seconds,
+                    })
+                    .collect(),
+            },
+            topology: GetTopologyResponse {
+                mermaid: topology.to_mermaid(),
+                svg: topology.to_svg(),
+            },
             closing: watch::channel(false).1,
         }
     }
@@ -336,6 +360,20 @@ impl QueryService for QueryServer {
             })
             .collect();
         Ok(Response::new(GetDemandResponse { windows }))
+    }
+
+    async fn get_menu(
+        &self,
+        _request: Request<GetMenuRequest>,
+    ) -> Result<Response<GetMenuResponse>, tonic::Status> {
+        Ok(Response::new(self.menu.clone()))
+    }
+
+    async fn get_topology(
+        &self,
+        _request: Request<GetTopologyRequest>,
+    ) -> Result<Response<GetTopologyResponse>, tonic::Status> {
+        Ok(Response::new(self.topology.clone()))
     }
 
     type WatchOrdersStream = OrderStream;

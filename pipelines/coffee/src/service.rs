@@ -475,6 +475,7 @@ pub async fn run_streams(
     )?;
     let (decisions, _) = broadcast::channel(WATCH_BUFFER);
     let topology = topology::build(&topology_config, Some(decisions.clone()))?;
+    let description = topology.describe();
     let registry = Registry::new();
     let streams =
         KafkaStreams::new(topology, config.engine(kafka), cluster)?.with_metrics(&registry)?;
@@ -494,7 +495,8 @@ pub async fn run_streams(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let query = tokio::spawn(
-        QueryServer::new(queries, decisions).serve(query_listener, stopped(stop_rx.clone())),
+        QueryServer::new(queries, decisions, menu, &description)
+            .serve(query_listener, stopped(stop_rx.clone())),
     );
     let metrics = tokio::spawn(serve_metrics(
         metrics_listener,
