@@ -159,13 +159,13 @@ async fn read_events(
         let Some(line) = lines.next_line().await.unwrap() else {
             break;
         };
-        // Chunked transfer: chunk sizes are lines of hex digits; skip them.
+        // Chunk-size lines of the chunked transfer match neither prefix.
         if let Some(name) = line.strip_prefix("event:") {
             event = name.trim().to_owned();
-        } else if let Some(data) = line.strip_prefix("data:") {
-            if event == "order" {
-                events.push(serde_json::from_str(data.trim()).unwrap());
-            }
+        } else if let Some(data) = line.strip_prefix("data:")
+            && event == "order"
+        {
+            events.push(serde_json::from_str(data.trim()).unwrap());
         }
     }
     events
