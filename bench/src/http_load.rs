@@ -12,6 +12,8 @@
 //! hidden by clients that wait for it (coordinated omission).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -280,6 +282,7 @@ async fn client_loop(
     let mut other = BTreeMap::new();
     let mut buffer = Vec::with_capacity(4096);
     let mut request = Vec::with_capacity(256);
+    let mut body = String::with_capacity(128);
     // Spread the clients' schedules over one interval.
     let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(client as f64 / 997.0 % 1.0));
     tokio::time::sleep_until(start + offset).await;
@@ -295,20 +298,19 @@ async fn client_loop(
         if planned >= window_end {
             break;
         }
-        let body = format!(
+        body.clear();
+        write!(
+            body,
             r#"{{"customer_name":"customer-{client}-{n}","coffee_type":"{}"}}"#,
             DRINKS[(n as usize + client) % DRINKS.len()]
-        );
+        )?;
         request.clear();
-        request.extend_from_slice(
-            format!(
-                "POST /order HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n\
-                 content-length: {}\r\n\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        );
-        request.extend_from_slice(body.as_bytes());
+        write!(
+            request,
+            "POST /order HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
         stream.write_all(&request).await?;
         let status = read_response(&mut stream, &mut buffer).await?;
         let done = Instant::now();
@@ -357,12 +359,11 @@ async fn read_response(
 }
 
 async fn read_more(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<()> {
-    let mut chunk = [0u8; 4096];
-    let n = stream.read(&mut chunk).await?;
-    if n == 0 {
+    buffer.reserve(4096);
+    // Straight into the buffer's spare capacity: no zeroing, no copy.
+    if stream.read_buf(buffer).await? == 0 {
         bail!("the server closed the connection");
     }
-    buffer.extend_from_slice(&chunk[..n]);
     Ok(())
 }
 
@@ -422,9 +423,10 @@ fn thread_cpu() -> anyhow::Result<[f64; 3]> {
 
 fn print_table(rows: &[Row], settings: &Settings) {
     println!(
-        "| Kafka | clients | load | orders/s (200) | p50 ms | p99 ms | p99.9 ms | max ms | other answers | producer CPU | librdkafka CPU | load generator CPU | broker CPU | other processes |"
+        "| Kafka | clients | load | orders/s (200) | p50 ms | p99 ms | p99.9 ms | max ms | other answers \
+         | producer CPU µs/order | broker CPU µs/order | load generator CPU µs/order | other processes (cores) |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
     for row in rows {
         let other = if row.other.is_empty() {
             "none".to_owned()
@@ -435,8 +437,9 @@ fn print_table(rows: &[Row], settings: &Settings) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let per_order = |cores: f64| cores / row.ok_per_second.max(1.0) * 1e6;
         println!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {:.1} | {:.2} |",
             row.kafka,
             row.clients,
             row.rate
@@ -447,19 +450,18 @@ fn print_table(rows: &[Row], settings: &Settings) {
             row.p999_ms,
             row.max_ms,
             other,
-            row.cpu.server,
-            row.cpu.kafka_client,
-            row.cpu.load,
+            per_order(row.cpu.server + row.cpu.kafka_client),
             row.cpu
                 .broker
-                .map_or("n/a".to_owned(), |b| format!("{b:.2}")),
+                .map_or("n/a".to_owned(), |b| format!("{:.1}", per_order(b))),
+            per_order(row.cpu.load),
             row.cpu.others,
         );
     }
     println!();
     println!(
-        "{} s measured after {} s warm-up per row; CPU in cores (CPU-seconds per second); \
-         {} server threads, {} load threads, {} partitions.",
+        "{} s measured after {} s warm-up per row; producer CPU is its runtime threads plus \
+         librdkafka's; {} server threads, {} load threads, {} partitions.",
         settings.seconds,
         settings.warmup,
         settings.server_threads,
