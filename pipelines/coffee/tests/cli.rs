@@ -5,49 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{Running, banner_ports, coffee, http, json};
+
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn coffee() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_coffee"));
-    // Only what a test sets: no settings from the environment it runs in.
-    for (name, _) in coffee::config::variables() {
-        command.env_remove(name);
-    }
-    command.env_remove("CONFIG_FILE").env("LOG_LEVEL", "warn");
-    command
-}
-
-/// Kills the child when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection; the status and body.
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let (_, body) = response.split_once("\r\n\r\n").unwrap();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
-}
 
 #[test]
 fn the_quick_start_places_an_order_that_reaches_completed() {
@@ -63,37 +27,22 @@ fn the_quick_start_places_an_order_that_reaches_completed() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
-    // The banner names the gateway's port.
-    let mut gateway = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("API gateway") {
-            let port = rest.trim().trim_start_matches("http://localhost:");
-            gateway = Some(
-                port.split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse::<u16>()
-                    .unwrap(),
-            );
-        }
-        if line.starts_with("Stop with Ctrl-C") {
-            break;
-        }
-    }
-    let gateway = gateway.expect("the banner names no gateway port");
+    // The banner names the gateway's port (its metrics are on its HTTP port).
+    let gateway = banner_ports(stdout)["gateway"];
     let (status, placed) = http(
         gateway,
         "POST",
         "/order",
         r#"{"customer_name":"John Doe","coffee_type":"Latte"}"#,
     );
+    let placed = json(&placed);
     assert_eq!(status, 200, "{placed}");
     assert_eq!(placed["msg"], "Order for John Doe placed successfully!");
     let id = placed["order"]["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, order) = http(gateway, "GET", &format!("/order/{id}"), "");
+        let order = json(&order);
         if order["order"]["status"] == "completed" {
             break;
         }

@@ -5,17 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{read, root};
+
 use coffee::config::{Layers, Service};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// The keys serde lists in its refusal of an unknown one: "unknown field
 /// `x`, expected one of `a`, `b`" (or "expected `a` or `b`").

@@ -10,19 +10,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{Running, banner_ports, http, json, read, root, wait_for};
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 // ---------------------------------------------------------------------------
 // PromQL: the metric names and labels an expression refers to.
@@ -461,61 +455,6 @@ fn the_promtool_commands_in_the_monitoring_guide_work() {
 // A running system, scraped.
 // ---------------------------------------------------------------------------
 
-/// Kills the child when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection: the status and the body.
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
-}
-
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
 /// One scrape: each sample name with the label names it carries and the
 /// sum of its values.
 #[derive(Default)]
@@ -610,44 +549,6 @@ fn missing(exported: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         );
     }
     problems.into_iter().collect()
-}
-
-/// The ports `coffee all` prints in its banner, by service.
-fn banner_ports(stdout: impl Read) -> BTreeMap<String, u16> {
-    let mut ports = BTreeMap::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("metrics") {
-            // http://localhost:P/metrics (gateway)  :P/metrics (producer)  …
-            for part in rest.split("/metrics (").collect::<Vec<_>>().windows(2) {
-                let port: String = part[0]
-                    .chars()
-                    .rev()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                let service = part[1].split(')').next().unwrap();
-                ports.insert(service.to_owned(), port.parse().unwrap());
-            }
-        }
-        if line.starts_with("Stop with Ctrl-C") {
-            break;
-        }
-    }
-    ports
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn order_status(gateway: u16, id: &str) -> Option<String> {

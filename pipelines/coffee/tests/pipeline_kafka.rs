@@ -5,8 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{eventually, read_all};
+
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coffee::barista::BaristaConfig;
 use coffee::service::{self, BaristaServiceConfig, KafkaConfig, StreamsServiceConfig};
@@ -19,8 +23,6 @@ use proto::coffee::v1::{
 };
 use proto::events::{CommandKind, OrderCommand, ProcessedOrder, Status};
 use proto::menu::Menu;
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::{oneshot, watch};
 use tonic::transport::Channel;
@@ -34,12 +36,7 @@ struct Setup {
 }
 
 fn setup(prefix: &str) -> Setup {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
+    common::init_logging();
     let broker = testkit::kafka();
     let name = testkit::unique_name(prefix);
     let state = tempfile::tempdir().unwrap();
@@ -197,22 +194,6 @@ fn order(i: usize) -> OrderCommand {
     )
 }
 
-/// Polls `check` until it returns `Some`, or fails after `limit`.
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn count_with_status(
     client: &QueryServiceClient<Channel>,
     status: OrderStatus,
@@ -298,38 +279,6 @@ async fn snapshot(
     (orders, stats)
 }
 
-/// Every record of `topic`, from the beginning, decoded as `T`.
-fn read_all<T: serde::de::DeserializeOwned>(topic: &str) -> Vec<T> {
-    let consumer: BaseConsumer = testkit::kafka()
-        .client_config()
-        .set("group.id", testkit::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut records = Vec::new();
-    let mut ended = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ended.len() < partitions {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                records.push(serde_json::from_slice(message.payload().unwrap()).unwrap());
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
-                ended.insert(partition);
-            }
-            _ => {}
-        }
-    }
-    records
-}
-
 /// 300 orders written as the producer writes them are accepted, claimed,
 /// brewed and completed; the query service reports every one, and the
 /// statistics and demand add up to what was ordered. Then a replay from
@@ -381,7 +330,10 @@ async fn orders_are_completed_and_a_replay_rebuilds_the_same_state() {
         assert_eq!(per_drink.get(*drink).copied(), Some(ordered), "{drink}");
     }
     // Exactly one acceptance and one completion per order on the output.
-    let decisions: Vec<ProcessedOrder> = read_all(&setup.streams.output_topic);
+    let decisions: Vec<ProcessedOrder> = read_all(
+        testkit::kafka().client_config(),
+        &setup.streams.output_topic,
+    );
     for status in [Status::Processing, Status::Brewing, Status::Completed] {
         let count = decisions
             .iter()
@@ -483,7 +435,10 @@ async fn a_cancelled_order_is_never_brewed_and_a_late_cancel_is_refused() {
     barista.stop().await;
     streams.stop().await;
 
-    let decisions: Vec<ProcessedOrder> = read_all(&setup.streams.output_topic);
+    let decisions: Vec<ProcessedOrder> = read_all(
+        testkit::kafka().client_config(),
+        &setup.streams.output_topic,
+    );
     let of_cancelled: Vec<(Status, Option<CommandKind>)> = decisions
         .iter()
         .filter(|d| d.order_id == cancel.id)
@@ -497,7 +452,8 @@ async fn a_cancelled_order_is_never_brewed_and_a_late_cancel_is_refused() {
             (Status::Cancelled, Some(CommandKind::Claimed)),
         ]
     );
-    let commands: Vec<OrderCommand> = read_all(&setup.streams.input_topic);
+    let commands: Vec<OrderCommand> =
+        read_all(testkit::kafka().client_config(), &setup.streams.input_topic);
     assert!(
         !commands
             .iter()
@@ -542,7 +498,10 @@ async fn orders_complete_under_exactly_once() {
     .await;
     barista.stop().await;
     streams.stop().await;
-    let decisions: Vec<ProcessedOrder> = read_all(&setup.streams.output_topic);
+    let decisions: Vec<ProcessedOrder> = read_all(
+        testkit::kafka().client_config(),
+        &setup.streams.output_topic,
+    );
     assert_eq!(
         decisions.len(),
         3 * ORDERS,

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{eventually, read_all};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,21 +20,10 @@ use http_body_util::{BodyExt, Full};
 use proto::coffee::v1::query_service_client::QueryServiceClient;
 use proto::coffee::v1::{GetCustomerStatsRequest, GetDemandRequest};
 use proto::events::{ProcessedOrder, Status};
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-
-fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
 
 /// A configuration of unique names on `brokers`, every port picked by the OS.
 fn config(brokers: &str, state: &std::path::Path) -> Config {
-    init_logging();
+    common::init_logging();
     let name = testkit::unique_name("system");
     let sets = [
         format!("streams.application_id={name}-app"),
@@ -127,52 +120,6 @@ async fn count(address: SocketAddr, status: &str) -> Option<u64> {
     (reply.status == 200).then(|| reply.json["total_count"].as_u64().unwrap())
 }
 
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Every decision on the output topic.
-fn decisions(client: rdkafka::ClientConfig, topic: &str) -> Vec<ProcessedOrder> {
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", testkit::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len();
-    consumer.subscribe(&[topic]).unwrap();
-    let (mut records, mut ended) = (Vec::new(), BTreeSet::new());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ended.len() < partitions {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                records.push(serde_json::from_slice(message.payload().unwrap()).unwrap());
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
-                ended.insert(partition);
-            }
-            _ => {}
-        }
-    }
-    records
-}
-
 const CUSTOMERS: [&str; 7] = ["Ada", "Bob", "Cy", "Di", "Ed", "Flo", "Gus"];
 const DRINKS: [&str; 4] = ["Espresso", "Latte", "Cappuccino", "Americano"];
 
@@ -262,7 +209,7 @@ async fn a_thousand_orders_through_the_gateway_are_all_completed() {
         ]
     );
     system.stop().await.unwrap();
-    let decisions = decisions(testkit::kafka().client_config(), &output_topic);
+    let decisions = read_all::<ProcessedOrder>(testkit::kafka().client_config(), &output_topic);
     for status in [Status::Processing, Status::Brewing, Status::Completed] {
         let ids: BTreeSet<&str> = decisions
             .iter()
@@ -309,7 +256,7 @@ async fn concurrent_retries_with_one_idempotency_key_make_one_order() {
     assert_eq!(reply.status, 422, "{}", reply.json);
     assert_eq!(count(gateway, "completed").await, Some(1));
     system.stop().await.unwrap();
-    let accepted = decisions(testkit::kafka().client_config(), &output_topic)
+    let accepted = read_all::<ProcessedOrder>(testkit::kafka().client_config(), &output_topic)
         .into_iter()
         .filter(|d| d.status == Status::Processing && d.refused.is_none())
         .map(|d| d.order_id)
@@ -401,7 +348,7 @@ async fn orders_acknowledged_around_a_broker_outage_all_complete_once() {
         );
     }
     system.stop().await.unwrap();
-    let decisions = decisions(broker.client_config(), &output_topic);
+    let decisions = read_all::<ProcessedOrder>(broker.client_config(), &output_topic);
     let mut accepted: BTreeMap<&str, usize> = BTreeMap::new();
     for decision in &decisions {
         if decision.status == Status::Processing && decision.refused.is_none() {
