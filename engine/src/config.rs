@@ -333,7 +333,12 @@ impl StreamsConfig {
             .set("isolation.level", "read_committed")
             .set("fetch.max.bytes", "52428800")
             // Restores read to a known end: never wait long for more.
-            .set("fetch.wait.max.ms", "10");
+            .set("fetch.wait.max.ms", "10")
+            // librdkafka stops fetching a partition whose prefetched queue is
+            // full and, by default, waits a whole second before it looks
+            // again: a restore, which drains its queue much faster than
+            // that, would spend most of its time waiting.
+            .set("fetch.queue.backoff.ms", "10");
         for (key, value) in &self.client {
             config.set(key, value);
         }

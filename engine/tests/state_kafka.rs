@@ -271,3 +271,102 @@ async fn interactive_queries_read_the_running_applications_stores() {
         Err(QueryError::NotHosted { .. })
     ));
 }
+
+/// A restore writes only the last change of each key among the changelog
+/// records it reads at once; deletes must keep their place in that order.
+/// A table of 300 keys, each updated ten times, a third of them deleted at
+/// the end and a third deleted and then set again, is rebuilt without local
+/// state exactly as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_restore_keeps_the_last_change_of_each_key_deletes_included() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let kafka = testkit::kafka();
+    let (input, app) = (
+        testkit::unique_name("prices-in"),
+        testkit::unique_name("prices-app"),
+    );
+    kafka.create_topic(&input, PARTITIONS).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        builder.table(&input, Utf8, Utf8, "prices");
+        builder.build().unwrap()
+    };
+
+    // Every key's changes go to one partition, in order.
+    let producer: FutureProducer = kafka
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    for round in 0..12 {
+        for key in 0..300 {
+            let name = format!("drink-{key:03}");
+            let value = match (round, key % 3) {
+                (10, 0 | 1) => None,
+                (11, 0) => continue,
+                _ => Some(format!("{name}@{round}")),
+            };
+            let mut record = FutureRecord::<String, String>::to(&input).key(&name);
+            if let Some(value) = &value {
+                record = record.payload(value);
+            }
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(error, _)| error)
+                .unwrap();
+            match value {
+                Some(value) => expected.insert(name, value),
+                None => expected.remove(&name),
+            };
+        }
+    }
+    assert_eq!(expected.len(), 200, "a third of the keys end deleted");
+
+    let running = Running::start(topology(), state_config(&app, state_dir.path()));
+    wait_for(
+        "every input to be committed",
+        Duration::from_secs(120),
+        || committed(&app, &input) == end_offsets(&input),
+    )
+    .await;
+    running.stop().await;
+    let changelog_size = topic_size(&format!("{app}-prices-changelog")) as u64;
+    assert_eq!(changelog_size, 12 * 300 - 100, "every change was logged");
+
+    std::fs::remove_dir_all(state_dir.path().join(&app)).unwrap();
+    let running = Running::start(topology(), state_config(&app, state_dir.path()));
+    let queries = running.queries.clone();
+    wait_for("the restore to finish", Duration::from_secs(120), || {
+        queries.metadata("prices").is_some_and(|metadata| {
+            metadata.hosted.len() == PARTITIONS as usize
+                && metadata.hosted.values().all(|restoring| !restoring)
+        })
+    })
+    .await;
+    assert_eq!(
+        counter(&running.registry, "engine_restored_records_total"),
+        changelog_size
+    );
+    let restored: std::collections::BTreeMap<String, String> = queries
+        .range("prices", None, None, &Utf8, &Utf8)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let wrong: Vec<_> = expected
+        .keys()
+        .chain(restored.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|key| restored.get(*key) != expected.get(*key))
+        .take(5)
+        .map(|key| (key, restored.get(key), expected.get(key)))
+        .collect();
+    assert!(wrong.is_empty(), "(key, restored, expected): {wrong:?}");
+    assert_eq!(restored.len(), expected.len());
+    running.stop().await;
+}

@@ -103,6 +103,24 @@ pub trait KeyValueStore: Send + Sync {
     /// Removes `key` (nothing happens when it is absent).
     fn delete(&self, key: &[u8]) -> Result<()>;
 
+    /// Applies `writes` in order: `Some(value)` sets the key, `None`
+    /// removes it. For many writes at once (a changelog restore), so a
+    /// backend can take its locks and guards once per batch instead of once
+    /// per write. Not atomic: after an error, some writes may have been
+    /// applied. The default applies them one by one.
+    fn write_batch<'a>(
+        &self,
+        writes: &mut dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<()> {
+        for (key, value) in writes {
+            match value {
+                Some(value) => self.put(key, value)?,
+                None => self.delete(key)?,
+            }
+        }
+        Ok(())
+    }
+
     /// Entries with `from <= key < to` in ascending key order; `None` leaves
     /// that side unbounded.
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KvIter<'_>>;

@@ -155,6 +155,25 @@ impl KeyValueStore for MemoryStore {
         Ok(())
     }
 
+    /// Under one write lock.
+    fn write_batch<'a>(
+        &self,
+        writes: &mut dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<()> {
+        let mut map = self.write();
+        for (key, value) in writes {
+            match value {
+                Some(value) => {
+                    map.insert(key.to_vec(), value.to_vec());
+                }
+                None => {
+                    map.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KvIter<'_>> {
         // `BTreeMap::range` panics when start > end; that range is empty.
         if let (Some(from), Some(to)) = (from, to)

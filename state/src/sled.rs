@@ -658,6 +658,39 @@ impl KeyValueStore for SledStore {
         Ok(())
     }
 
+    /// One guard (panic catch and broken-state check) for the whole batch.
+    fn write_batch<'a>(
+        &self,
+        writes: &mut dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<()> {
+        let (mut added, mut removed) = (0u64, 0u64);
+        let result = self.guard(|| {
+            for (key, value) in writes {
+                match value {
+                    Some(value) => {
+                        if self.tree.insert(key, value)?.is_none() {
+                            added += 1;
+                        }
+                    }
+                    None => {
+                        if self.tree.remove(key)?.is_some() {
+                            removed += 1;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        // Counted even after an error: what was applied stays applied.
+        self.len.fetch_add(added, Ordering::Relaxed);
+        let _ = self
+            .len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(removed))
+            });
+        result
+    }
+
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KvIter<'_>> {
         if let (Some(from), Some(to)) = (from, to)
             && from >= to

@@ -94,6 +94,8 @@ impl<B: Backend> Subject<B> {
 enum KvOp {
     Put(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
+    /// `write_batch`: puts (`Some`) and deletes (`None`), in order.
+    Batch(Vec<(Vec<u8>, Option<Vec<u8>>)>),
     Get(Vec<u8>),
     Range(Option<Vec<u8>>, Option<Vec<u8>>),
     Prefix(Vec<u8>),
@@ -107,6 +109,7 @@ fn kv_op() -> impl Strategy<Value = KvOp> {
     prop_oneof![
         6 => (key(), value()).prop_map(|(k, v)| KvOp::Put(k, v)),
         2 => key().prop_map(KvOp::Delete),
+        2 => prop::collection::vec((key(), prop::option::of(value())), 0..6).prop_map(KvOp::Batch),
         3 => key().prop_map(KvOp::Get),
         3 => (prop::option::of(key()), prop::option::of(key()))
             .prop_map(|(from, to)| KvOp::Range(from, to)),
@@ -136,6 +139,17 @@ fn check_kv<B: Backend>(backend: B, ops: &[KvOp]) -> Result<(), TestCaseError> {
             KvOp::Delete(k) => {
                 store.delete(k).unwrap();
                 model.remove(k);
+            }
+            KvOp::Batch(writes) => {
+                store
+                    .write_batch(&mut writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
+                    .unwrap();
+                for (k, v) in writes {
+                    match v {
+                        Some(v) => model.insert(k.clone(), v.clone()),
+                        None => model.remove(k),
+                    };
+                }
             }
             KvOp::Get(k) => {
                 prop_assert_eq!(
