@@ -11,7 +11,6 @@ use engine::{
     Cluster, KafkaStreams, OffsetReset, ProcessingGuarantee, StateBackend, StreamsConfig,
 };
 use prometheus::{Encoder, Registry, TextEncoder};
-use proto::events;
 use proto::menu::Menu;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -22,7 +21,10 @@ use warp::http::Response as HttpResponse;
 
 use crate::barista::{self, BaristaConfig, BaristaMetrics};
 use crate::query::{QueryServer, WATCH_BUFFER};
-use crate::topology::{self, TopologyConfig};
+use crate::topology::{
+    self, TopologyConfig, default_demand_grace_s, default_demand_retention_s, default_demand_topic,
+    default_input_topic, default_output_topic, default_rejected_topic, default_stats_topic,
+};
 
 /// What can stop a pipeline service.
 #[derive(Debug, thiserror::Error)]
@@ -255,32 +257,11 @@ pub struct StreamsServiceConfig {
 fn default_application_id() -> String {
     "coffee-streams-app".into()
 }
-fn default_input_topic() -> String {
-    events::ORDERS_TOPIC.into()
-}
-fn default_output_topic() -> String {
-    events::PROCESSED_TOPIC.into()
-}
-fn default_rejected_topic() -> String {
-    events::REJECTED_TOPIC.into()
-}
-fn default_stats_topic() -> String {
-    events::CUSTOMER_STATS_TOPIC.into()
-}
-fn default_demand_topic() -> String {
-    events::DEMAND_TOPIC.into()
-}
 fn default_threads() -> usize {
     1
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from("coffee-state")
-}
-fn default_demand_grace_s() -> u64 {
-    10
-}
-fn default_demand_retention_s() -> u64 {
-    24 * 60 * 60
 }
 fn default_host() -> String {
     "0.0.0.0".into()

@@ -79,25 +79,25 @@ pub struct TopologyConfig {
     pub menu: Menu,
 }
 
-fn default_input_topic() -> String {
+pub(crate) fn default_input_topic() -> String {
     events::ORDERS_TOPIC.into()
 }
-fn default_output_topic() -> String {
+pub(crate) fn default_output_topic() -> String {
     events::PROCESSED_TOPIC.into()
 }
-fn default_rejected_topic() -> String {
+pub(crate) fn default_rejected_topic() -> String {
     events::REJECTED_TOPIC.into()
 }
-fn default_stats_topic() -> String {
+pub(crate) fn default_stats_topic() -> String {
     events::CUSTOMER_STATS_TOPIC.into()
 }
-fn default_demand_topic() -> String {
+pub(crate) fn default_demand_topic() -> String {
     events::DEMAND_TOPIC.into()
 }
-fn default_demand_grace_s() -> u64 {
+pub(crate) fn default_demand_grace_s() -> u64 {
     10
 }
-fn default_demand_retention_s() -> u64 {
+pub(crate) fn default_demand_retention_s() -> u64 {
     24 * 60 * 60
 }
 
