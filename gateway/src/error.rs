@@ -369,6 +369,10 @@ pub enum GatewayError {
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The service's metrics could not be registered (a registry that
+    /// already holds them for this service).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// The gRPC reflection service could not be built from the descriptors.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),

@@ -324,16 +324,14 @@ impl Gateway {
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy();
-        let metric_error =
-            |error: prometheus::Error| GatewayError::Task(format!("metrics: {error}"));
         let upstreams = Upstreams {
             producer: CoffeeServiceClient::new(producer),
             query: QueryClient::new(query),
-            metrics: OrderMetrics::new(registry, "gateway").map_err(metric_error)?,
+            metrics: OrderMetrics::new(registry, "gateway")?,
         };
         let stack = Stack::new(
             Cors::new("cors_allowed_origins", &config.cors_allowed_origins)?,
-            HttpMetrics::new(registry, "gateway").map_err(metric_error)?,
+            HttpMetrics::new(registry, "gateway")?,
         );
         let routes = Arc::new(Routes::new(
             Arc::new(upstreams),
@@ -427,6 +425,20 @@ mod tests {
         assert_eq!(config.server_port, 8080);
         assert_eq!(config.producer_grpc_address, "http://localhost:50051");
         assert_eq!(config.consumer_grpc_address, "http://localhost:50052");
+    }
+
+    #[tokio::test]
+    async fn one_registry_holds_one_gateway() {
+        let registry = prometheus::Registry::new();
+        let config = GatewayConfig {
+            server_port: 0,
+            bind_host: "127.0.0.1".into(),
+            ..GatewayConfig::default()
+        };
+        let first = Gateway::bind(config.clone(), &registry).await.unwrap();
+        let second = Gateway::bind(config, &registry).await.unwrap_err();
+        assert!(matches!(second, GatewayError::Metrics(_)), "{second}");
+        drop(first);
     }
 
     #[test]

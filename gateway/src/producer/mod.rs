@@ -421,10 +421,6 @@ impl ProducerConfig {
     }
 }
 
-fn metric_error(error: prometheus::Error) -> GatewayError {
-    GatewayError::Task(format!("metrics: {error}"))
-}
-
 /// A producer with its listeners bound, ready to [`run`](Producer::run).
 pub struct Producer {
     http_listener: tokio::net::TcpListener,
@@ -477,7 +473,7 @@ impl Producer {
             &config.client_config(&bootstrap)?,
             &config.kafka_topic,
             Duration::from_millis(config.kafka_send_timeout_ms),
-            KafkaMetrics::new(registry, "producer").map_err(metric_error)?,
+            KafkaMetrics::new(registry, "producer")?,
         )?;
         tracing::info!(topic = %config.kafka_topic, %bootstrap, "Writing to Kafka.");
         Self::bind_with(config, writer, registry).await
@@ -496,8 +492,7 @@ impl Producer {
         registry: &prometheus::Registry,
     ) -> Result<Self> {
         config.validate()?;
-        let writer =
-            OrderWriter::discarding(KafkaMetrics::new(registry, "producer").map_err(metric_error)?);
+        let writer = OrderWriter::discarding(KafkaMetrics::new(registry, "producer")?);
         Self::bind_with(config, writer, registry).await
     }
 
@@ -518,11 +513,11 @@ impl Producer {
             &config,
             writer,
             QueryClient::new(channel),
-            OrderMetrics::new(registry, "producer").map_err(metric_error)?,
+            OrderMetrics::new(registry, "producer")?,
         ));
         let stack = Stack::new(
             Cors::new("cors_allowed_origins", &config.cors_allowed_origins)?,
-            HttpMetrics::new(registry, "producer").map_err(metric_error)?,
+            HttpMetrics::new(registry, "producer")?,
         );
         let routes = Arc::new(Routes::new(
             Arc::clone(&core),
