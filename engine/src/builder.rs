@@ -478,7 +478,7 @@ impl<K: Data, V: Data> Stream<K, V> {
                         key: Some(key),
                         value,
                         timestamp: record.timestamp,
-                        headers: Vec::new(),
+                        headers: ctx.headers.clone(),
                     });
                 });
             Ok(crate::processor::built(sink))

@@ -179,6 +179,8 @@ pub struct TestRecord<K, V> {
     pub partition: i32,
     /// Its offset in that partition.
     pub offset: i64,
+    /// Its headers: those of the input record it came from.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// A record set aside under the dead-letter policy, as its headers describe it.
@@ -320,6 +322,34 @@ impl TestDriver {
         value: Option<Vec<u8>>,
         timestamp: i64,
     ) -> Result<()> {
+        self.pipe_raw_with_headers(topic, partition, key, value, timestamp, Vec::new())
+    }
+
+    /// Pipes raw bytes with headers into `topic`. Sinks copy an input
+    /// record's headers onto the records it leads to.
+    ///
+    /// ```
+    /// use engine::serdes::Utf8;
+    /// use engine::{StreamsBuilder, TestDriver};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream("in", Utf8, Utf8).map_values(|v: String| v.to_uppercase()).to("out", Utf8, Utf8);
+    /// let mut driver = TestDriver::new(builder.build()?)?;
+    /// let headers = vec![("x-request-id".to_string(), b"r-1".to_vec())];
+    /// driver.pipe_raw_with_headers("in", None, Some(b"k".to_vec()), Some(b"v".to_vec()), 0, headers.clone())?;
+    /// let out = driver.output_topic("out", Utf8, Utf8);
+    /// assert_eq!(driver.read_records(&out)?[0].headers, headers);
+    /// # Ok::<(), engine::EngineError>(())
+    /// ```
+    pub fn pipe_raw_with_headers(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        timestamp: i64,
+        headers: Vec<(String, Vec<u8>)>,
+    ) -> Result<()> {
         if !self.source_of.contains_key(topic) {
             return Err(EngineError::Topics(format!(
                 "the topology does not read topic {topic}"
@@ -331,7 +361,7 @@ impl TestDriver {
             key,
             value,
             timestamp,
-            headers: Vec::new(),
+            headers,
         };
         let mut queue = VecDeque::new();
         queue.push_back(self.append(record, partition)?);
@@ -368,6 +398,7 @@ impl TestDriver {
             let Some(task) = self.tasks.get_mut(&id) else {
                 continue;
             };
+            self.ctx.headers.clear();
             task.tick(self.wall_clock, &mut self.ctx);
             if let Some(error) = self.ctx.error.take() {
                 return Err(EngineError::Processing(error));
@@ -414,6 +445,7 @@ impl TestDriver {
                 timestamp: stored.record.timestamp,
                 partition: stored.partition,
                 offset: stored.offset,
+                headers: stored.record.headers.clone(),
             });
         }
         *cursor = log.len();
@@ -597,6 +629,7 @@ impl TestDriver {
             key: stored.record.key.as_deref(),
             value: stored.record.value.as_deref(),
         };
+        self.ctx.headers.clone_from(&stored.record.headers);
         task.process(&raw, self.wall_clock, &mut self.ctx);
         if let Some(error) = self.ctx.error.take() {
             match handle_failure(

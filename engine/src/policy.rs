@@ -115,27 +115,32 @@ pub(crate) fn handle_failure(
                 key: raw.key.map(<[u8]>::to_vec),
                 value: raw.value.map(<[u8]>::to_vec),
                 timestamp: raw.timestamp,
-                headers: vec![
-                    (headers::TOPIC.into(), raw.topic.as_bytes().to_vec()),
-                    (
-                        headers::PARTITION.into(),
-                        raw.partition.to_string().into_bytes(),
-                    ),
-                    (headers::OFFSET.into(), raw.offset.to_string().into_bytes()),
-                    (
-                        headers::OPERATOR.into(),
-                        error.operator.clone().into_bytes(),
-                    ),
-                    (
-                        headers::ERROR_CLASS.into(),
-                        error.class.as_str().as_bytes().to_vec(),
-                    ),
-                    (
-                        headers::ERROR_MESSAGE.into(),
-                        error.message.clone().into_bytes(),
-                    ),
-                    (headers::TIMESTAMP.into(), now.to_string().into_bytes()),
-                ],
+                // The record's own headers first (a request id, say), then
+                // where it came from and why it failed.
+                headers: std::mem::take(&mut ctx.headers)
+                    .into_iter()
+                    .chain([
+                        (headers::TOPIC.into(), raw.topic.as_bytes().to_vec()),
+                        (
+                            headers::PARTITION.into(),
+                            raw.partition.to_string().into_bytes(),
+                        ),
+                        (headers::OFFSET.into(), raw.offset.to_string().into_bytes()),
+                        (
+                            headers::OPERATOR.into(),
+                            error.operator.clone().into_bytes(),
+                        ),
+                        (
+                            headers::ERROR_CLASS.into(),
+                            error.class.as_str().as_bytes().to_vec(),
+                        ),
+                        (
+                            headers::ERROR_MESSAGE.into(),
+                            error.message.clone().into_bytes(),
+                        ),
+                        (headers::TIMESTAMP.into(), now.to_string().into_bytes()),
+                    ])
+                    .collect(),
             });
             Ok(Handled::DeadLettered(error))
         }

@@ -44,6 +44,10 @@ pub(crate) struct Ctx {
     pub(crate) stream_time: i64,
     /// Wall-clock time in milliseconds (the test driver's own clock there).
     pub(crate) wall_clock: i64,
+    /// The headers of the input record being processed (none while
+    /// wall-clock callbacks run); sinks copy them onto what they write, so
+    /// headers such as a request id travel through a topology.
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Ctx {
@@ -58,6 +62,7 @@ impl Ctx {
             pending: Vec::new(),
             stream_time: i64::MIN,
             wall_clock: 0,
+            headers: Vec::new(),
         }
     }
 

@@ -360,3 +360,83 @@ fn impossible_joins_are_errors() {
         "{error}"
     );
 }
+
+type Headers = Vec<(String, Vec<u8>)>;
+
+/// An input record's headers (a request id, say) reach every record it
+/// leads to — across a re-key, a repartition and an aggregation — while
+/// the store's changelog records carry none of them.
+#[test]
+fn headers_travel_through_repartitions_and_aggregations() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("orders", Utf8, Utf8)
+        .group_by(|_id: &String, drink: &String| drink.clone(), Utf8, Utf8)
+        .count("per-drink")
+        .to_stream()
+        .to("counts", Utf8, U64);
+    let mut driver = TestDriver::builder(builder.build().unwrap())
+        .default_partitions(3)
+        .build()
+        .unwrap();
+    for (id, request) in [("o-1", "req-1"), ("o-2", "req-2")] {
+        let headers = vec![("x-request-id".to_owned(), request.as_bytes().to_vec())];
+        driver
+            .pipe_raw_with_headers(
+                "orders",
+                None,
+                Some(id.as_bytes().to_vec()),
+                Some(b"latte".to_vec()),
+                0,
+                headers,
+            )
+            .unwrap();
+    }
+    let counts = driver.output_topic("counts", Utf8, U64);
+    let records = driver.read_records(&counts).unwrap();
+    let seen: Vec<(u64, Headers)> = records
+        .into_iter()
+        .map(|record| (record.value, record.headers))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, vec![("x-request-id".to_owned(), b"req-1".to_vec())]),
+            (2, vec![("x-request-id".to_owned(), b"req-2".to_vec())]),
+        ]
+    );
+    let changelog = driver.output_topic(
+        &format!("{}-per-drink-changelog", driver.application_id()),
+        Utf8,
+        U64,
+    );
+    let logged = driver.read_records(&changelog).unwrap();
+    assert_eq!(logged.len(), 2);
+    assert!(logged.iter().all(|record| record.headers.is_empty()));
+
+    // A dead letter keeps the record's own headers before the engine's.
+    let request = ("x-request-id".to_owned(), b"req-3".to_vec());
+    driver
+        .pipe_raw_with_headers(
+            "orders",
+            None,
+            None,
+            Some(vec![0xff]),
+            0,
+            vec![request.clone()],
+        )
+        .unwrap();
+    let dead = driver.output_topic(
+        &format!("{}-dead-letters", driver.application_id()),
+        engine::serdes::RawBytes,
+        engine::serdes::RawBytes,
+    );
+    let dead = driver.read_records(&dead).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].headers[0], request);
+    assert!(
+        dead[0].headers[1..]
+            .iter()
+            .any(|(name, _)| name == "dead-letter.error.message")
+    );
+}

@@ -854,6 +854,17 @@ impl ThreadState {
             key: message.key(),
             value: message.payload(),
         };
+        self.ctx.headers.clear();
+        if let Some(headers) = message.headers() {
+            use rdkafka::message::Headers;
+            for header in headers.iter() {
+                if let Some(value) = header.value {
+                    self.ctx
+                        .headers
+                        .push((header.key.to_owned(), value.to_vec()));
+                }
+            }
+        }
         task.process(&raw, self.now, &mut self.ctx);
         if let Some(failure) = self.ctx.error.take() {
             let policy = self
@@ -948,6 +959,7 @@ impl ThreadState {
             let Some(task) = self.tasks.get_mut(&id) else {
                 continue;
             };
+            self.ctx.headers.clear();
             task.tick(self.now, &mut self.ctx);
             if let Some(failure) = self.ctx.error.take() {
                 error!(task = %id, error = %failure, "A timer failed.");

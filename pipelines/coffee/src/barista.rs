@@ -276,6 +276,17 @@ struct Job {
     request_id: Option<Vec<u8>>,
 }
 
+impl Job {
+    /// The request id the order's records carry (the request that placed
+    /// it), for the log; empty when there is none.
+    fn request_id(&self) -> &str {
+        self.request_id
+            .as_deref()
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .unwrap_or("")
+    }
+}
+
 /// A worker finished a record.
 struct Done {
     partition: i32,
@@ -725,7 +736,7 @@ impl Worker {
                 let sent = self.send(&claim, job).await;
                 if sent {
                     self.metrics.claims.inc();
-                    debug!(order = id, "Claimed.");
+                    debug!(order = id, request_id = job.request_id(), "Claimed.");
                 }
                 sent
             }
@@ -750,6 +761,7 @@ impl Worker {
                         order = id,
                         drink = decision.coffee_type,
                         customer = decision.customer_name,
+                        request_id = job.request_id(),
                         "Brewed."
                     );
                 }

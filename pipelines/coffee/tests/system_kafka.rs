@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{eventually, read_all};
+use common::{eventually, read_all, read_all_with_headers};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -233,9 +233,16 @@ async fn concurrent_retries_with_one_idempotency_key_make_one_order() {
     let output_topic = config.streams.output_topic.clone();
     let system = System::start(config).await.unwrap();
     let gateway = system.addresses.gateway;
-    let replies: Vec<Reply> = futures::future::join_all(
-        (0..20).map(|_| place(gateway, "Ada", "Latte", Some("ada-morning-latte"))),
-    )
+    let replies: Vec<Reply> = futures::future::join_all((0..20).map(|_| {
+        let body = serde_json::json!({"customer_name": "Ada", "coffee_type": "Latte"}).to_string();
+        async move {
+            let headers = [
+                ("idempotency-key", "ada-morning-latte"),
+                ("x-request-id", "trace-ada-1"),
+            ];
+            request(gateway, "POST", "/order", &headers, &body).await
+        }
+    }))
     .await;
     let orders: BTreeSet<String> = replies
         .iter()
@@ -256,6 +263,18 @@ async fn concurrent_retries_with_one_idempotency_key_make_one_order() {
     assert_eq!(reply.status, 422, "{}", reply.json);
     assert_eq!(count(gateway, "completed").await, Some(1));
     system.stop().await.unwrap();
+    // The client's request id travels with the order: through the producer,
+    // the pipeline's decisions and the barista's commands.
+    let traced =
+        read_all_with_headers::<ProcessedOrder>(testkit::kafka().client_config(), &output_topic);
+    assert_eq!(traced.len(), 3, "{traced:?}");
+    for (decision, headers) in &traced {
+        assert_eq!(
+            headers.get("x-request-id").map(String::as_str),
+            Some("trace-ada-1"),
+            "{decision:?}"
+        );
+    }
     let accepted = read_all::<ProcessedOrder>(testkit::kafka().client_config(), &output_topic)
         .into_iter()
         .filter(|d| d.status == Status::Processing && d.refused.is_none())

@@ -191,3 +191,53 @@ pub fn read_all<T: serde::de::DeserializeOwned>(
     }
     records
 }
+
+/// Every record of `topic` from the beginning: its value as JSON `T` and
+/// its headers (values as text).
+pub fn read_all_with_headers<T: serde::de::DeserializeOwned>(
+    client: rdkafka::ClientConfig,
+    topic: &str,
+) -> Vec<(T, BTreeMap<String, String>)> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", testkit::unique_name("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len();
+    consumer.subscribe(&[topic]).unwrap();
+    let (mut records, mut ended) = (Vec::new(), BTreeSet::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ended.len() < partitions {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let headers = message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|h| {
+                                let value =
+                                    h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                                (h.key.to_owned(), value.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+                records.push((value, headers));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                ended.insert(partition);
+            }
+            _ => {}
+        }
+    }
+    records
+}
