@@ -297,8 +297,9 @@ struct Done {
 /// Offsets received and not yet finished, per assigned partition.
 #[derive(Default)]
 struct Tracker {
-    /// Bumped on every revoke: completions of an older generation are
-    /// for partitions this barista may no longer own.
+    /// The last generation handed out: each partition gets a new one when
+    /// it is (re)assigned, so completions of records received before a
+    /// revoke are ignored, while the partitions kept go on as they were.
     generation: u64,
     partitions: HashMap<i32, PartitionProgress>,
     topic: String,
@@ -307,6 +308,8 @@ struct Tracker {
 
 #[derive(Default)]
 struct PartitionProgress {
+    /// Which ownership of the partition these offsets belong to.
+    generation: u64,
     pending: BTreeSet<i64>,
     /// The next offset after the highest one received.
     next: Option<i64>,
@@ -323,19 +326,32 @@ impl PartitionProgress {
 }
 
 impl Tracker {
-    fn received(&mut self, partition: i32, offset: i64) {
-        let progress = self.partitions.entry(partition).or_default();
+    /// Records a received offset; returns the partition's generation.
+    fn received(&mut self, partition: i32, offset: i64) -> u64 {
+        if !self.partitions.contains_key(&partition) {
+            self.generation += 1;
+            let generation = self.generation;
+            self.partitions.insert(
+                partition,
+                PartitionProgress {
+                    generation,
+                    ..PartitionProgress::default()
+                },
+            );
+        }
+        let Some(progress) = self.partitions.get_mut(&partition) else {
+            return 0;
+        };
         if progress.pending.insert(offset) {
             self.in_flight += 1;
         }
         progress.next = Some(progress.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        progress.generation
     }
 
     fn finished(&mut self, done: &Done) {
-        if done.generation != self.generation {
-            return;
-        }
         if let Some(progress) = self.partitions.get_mut(&done.partition)
+            && progress.generation == done.generation
             && progress.pending.remove(&done.offset)
         {
             self.in_flight = self.in_flight.saturating_sub(1);
@@ -391,12 +407,13 @@ impl ConsumerContext for BaristaContext {
                 warn!(%error, "Commit on revoke failed.");
                 self.metrics.commit_failures.inc();
             }
+            // Forgetting a partition retires its generation: completions
+            // still on their way for it are ignored.
             for partition in &revoked {
                 if let Some(progress) = tracker.partitions.remove(partition) {
                     tracker.in_flight = tracker.in_flight.saturating_sub(progress.pending.len());
                 }
             }
-            tracker.generation += 1;
             info!(partitions = ?revoked, "Partitions revoked.");
         }
     }
@@ -589,11 +606,7 @@ fn poll_loop(
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => {
                 let (partition, offset) = (message.partition(), message.offset());
-                let generation = {
-                    let mut tracker = lock(&tracker);
-                    tracker.received(partition, offset);
-                    tracker.generation
-                };
+                let generation = lock(&tracker).received(partition, offset);
                 let decoded = message
                     .payload()
                     .map(serde_json::from_slice::<ProcessedOrder>);
@@ -880,13 +893,14 @@ mod tests {
             topic: "processed_orders".into(),
             ..Tracker::default()
         };
+        let mut generation = 0;
         for offset in 10..15 {
-            tracker.received(0, offset);
+            generation = tracker.received(0, offset);
         }
         let done = |offset| Done {
             partition: 0,
             offset,
-            generation: 0,
+            generation,
         };
         tracker.finished(&done(10));
         tracker.finished(&done(12));
@@ -913,16 +927,27 @@ mod tests {
     }
 
     #[test]
-    fn completions_from_before_a_revoke_are_ignored() {
+    fn completions_from_before_a_revoke_are_ignored_and_kept_partitions_go_on() {
         let mut tracker = Tracker::default();
-        tracker.received(1, 5);
-        tracker.generation += 1;
-        tracker.finished(&Done {
-            partition: 1,
-            offset: 5,
-            generation: 0,
-        });
-        assert_eq!(tracker.in_flight, 1);
+        let kept = tracker.received(0, 7);
+        let before = tracker.received(1, 5);
+        // Partition 1 is revoked, then assigned again and re-read.
+        tracker.partitions.remove(&1);
+        tracker.in_flight -= 1;
+        let after = tracker.received(1, 5);
+        assert_ne!(before, after);
+        let done = |partition, offset, generation| Done {
+            partition,
+            offset,
+            generation,
+        };
+        // The first owner's completion is stale…
+        tracker.finished(&done(1, 5, before));
+        assert_eq!(tracker.in_flight, 2);
+        // …while the kept partition's and the new owner's count.
+        tracker.finished(&done(0, 7, kept));
+        tracker.finished(&done(1, 5, after));
+        assert_eq!(tracker.in_flight, 0);
     }
 
     #[test]
