@@ -235,6 +235,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Producer { .. } => {
             require_brokers(&config.kafka, "producer")?;
+            // Orders need their topic even before the streams application
+            // first starts (it creates the rest).
+            let (kafka, topic) = (config.kafka.clone(), config.producer.kafka_topic.clone());
+            tokio::task::spawn_blocking(move || {
+                let cluster = kafka.connect()?;
+                service::ensure_topics(&cluster, &kafka, &[&topic])
+            })
+            .await
+            .context("creating the orders topic")??;
             let registry = prometheus::Registry::new();
             gateway::producer::run_producer(
                 config.producer,
