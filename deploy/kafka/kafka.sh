@@ -9,6 +9,9 @@
 #                  [--owner-pid PID]        stop the broker (and delete D) once PID has exited
 #                  [--restartable]          with --owner-pid: keep D when the broker stops before
 #                                           PID exits (a test may start it again in D)
+#                  [--scram-port N --scram-user NAME:PASSWORD]
+#                                           a second listener on N that takes only SASL/SCRAM-SHA-512
+#                                           logins, with that one user
 #                  [--no-fetch]             fail instead of fetching when the jars are missing
 #                  [--heap SIZE]            JVM heap (default 512m)
 #   kafka.sh stop [--dir D] [--purge]       stop the broker started in D (by its pid); --purge deletes D
@@ -116,7 +119,7 @@ broker_pid() {
 }
 
 cmd_start() {
-    local port=9092 dir=$default_dir cport="" owner="" fetch=1 heap=512m restartable=0
+    local port=9092 dir=$default_dir cport="" owner="" fetch=1 heap=512m restartable=0 sport="" suser=""
     while [[ $# -gt 0 ]]; do
         case $1 in
         --port) port=${2:?--port needs a value}; shift 2 ;;
@@ -124,6 +127,8 @@ cmd_start() {
         --controller-port) cport=${2:?--controller-port needs a value}; shift 2 ;;
         --owner-pid) owner=${2:?--owner-pid needs a value}; shift 2 ;;
         --restartable) restartable=1; shift ;;
+        --scram-port) sport=${2:?--scram-port needs a value}; shift 2 ;;
+        --scram-user) suser=${2:?--scram-user needs a value}; shift 2 ;;
         --heap) heap=${2:?--heap needs a value}; shift 2 ;;
         --no-fetch) fetch=0; shift ;;
         *) die "start: unknown argument '$1' (see the usage at the top of $0)." ;;
@@ -143,6 +148,13 @@ cmd_start() {
     fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port on 127.0.0.1 is already in use."
+    fi
+    if [[ -n "$sport" || -n "$suser" ]]; then
+        [[ "$sport" =~ ^[0-9]+$ && -n "$suser" && "$suser" == *:* ]] ||
+            die "start: --scram-port N and --scram-user NAME:PASSWORD go together."
+        if (exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null; then
+            die "port $sport on 127.0.0.1 is already in use."
+        fi
     fi
     [[ -n "$cport" ]] || cport=$(free_port)
     if (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null; then
@@ -174,6 +186,21 @@ group.initial.rebalance.delay.ms=0
 # Tests kill consumers on purpose: let short sessions find them fast.
 group.min.session.timeout.ms=1000
 EOF
+    local scram_args=()
+    if [[ -n "$sport" ]]; then
+        # The same broker also listens for SCRAM logins; the plain listener
+        # stays for the broker itself and for the readiness check.
+        sed -i \
+            -e "s|^listeners=.*|listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport|" \
+            -e "s|^advertised.listeners=.*|advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport|" \
+            -e "s|^listener.security.protocol.map=.*|listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT|" \
+            "$dir/server.properties"
+        cat >>"$dir/server.properties" <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+        scram_args=(--add-scram "SCRAM-SHA-512=[name=${suser%%:*},password=${suser#*:}]")
+    fi
     cat >"$dir/log4j2.properties" <<'EOF'
 status = warn
 appender.console.type = Console
@@ -194,7 +221,7 @@ EOF
         cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
         "$java" -Xmx256m -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$lib/*" \
             kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" \
-            >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "formatting KRaft storage in $dir/data failed."; }
+            "${scram_args[@]}" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "formatting KRaft storage in $dir/data failed."; }
     fi
 
     # setsid: the broker outlives this script and ignores the caller's Ctrl-C;
@@ -290,7 +317,7 @@ start) shift; cmd_start "$@" ;;
 stop) shift; cmd_stop "$@" ;;
 status) shift; cmd_status "$@" ;;
 *)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -36,6 +36,52 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Keeps the first error librdkafka reported for a client (a failed
+/// login, say), so a failed request can say why.
+#[derive(Default)]
+struct ErrorCapture {
+    first: Mutex<Option<String>>,
+}
+
+impl ErrorCapture {
+    fn first(&self) -> Option<String> {
+        self.first.lock().ok().and_then(|first| first.clone())
+    }
+}
+
+impl ErrorCapture {
+    /// Keeps the first reason: the cause ("SASL authentication error: …")
+    /// comes before its consequences ("1/1 brokers are down").
+    fn keep(&self, reason: &str) {
+        if let Ok(mut first) = self.first.lock()
+            && first.is_none()
+        {
+            *first = Some(reason.to_owned());
+        }
+    }
+}
+
+impl rdkafka::ClientContext for ErrorCapture {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        warn!(%error, reason, "Kafka client error.");
+        self.keep(reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel::{Alert, Critical, Emerg, Error, Warning};
+        match level {
+            Emerg | Alert | Critical | Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}");
+                self.keep(message);
+            }
+            Warning => warn!(target: "librdkafka", facility, "{message}"),
+            _ => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ErrorCapture {}
+
 enum Command {
     CreateTopic {
         name: String,
@@ -144,17 +190,30 @@ impl Cluster {
 
     /// The partition counts of `topics`; a topic that does not exist is absent.
     pub fn partition_counts(&self, topics: &[String]) -> Result<HashMap<String, i32>> {
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<ErrorCapture> = self
             .client_config()
             .set("allow.auto.create.topics", "false")
-            .create()
+            .create_with_context(ErrorCapture::default())
             .map_err(|error| EngineError::kafka("creating a metadata client", error))?;
         let mut counts = HashMap::new();
         for topic in topics {
             let metadata = consumer
                 .fetch_metadata(Some(topic), METADATA_TIMEOUT)
                 .map_err(|error| {
-                    EngineError::kafka(format!("reading metadata of {topic}"), error)
+                    // A failed login shows only as a transport failure here;
+                    // librdkafka reports the reason as a client error event.
+                    for _ in 0..10 {
+                        if consumer.poll(Duration::from_millis(10)).is_none()
+                            && consumer.context().first().is_some()
+                        {
+                            break;
+                        }
+                    }
+                    let context = match consumer.context().first() {
+                        Some(reason) => format!("reading metadata of {topic} ({reason})"),
+                        None => format!("reading metadata of {topic}"),
+                    };
+                    EngineError::kafka(context, error)
                 })?;
             for entry in metadata.topics() {
                 if entry.name() == topic

@@ -215,6 +215,9 @@ pub struct OwnBroker {
     controller_port: u16,
     dir: PathBuf,
     bootstrap: String,
+    /// A second listener taking only SASL/SCRAM-SHA-512 logins, and its one
+    /// user (`name:password`).
+    scram: Option<(u16, String)>,
 }
 
 impl OwnBroker {
@@ -224,6 +227,22 @@ impl OwnBroker {
     ///
     /// Panics with the script's reason when the broker cannot start.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a new broker that also listens for SASL/SCRAM-SHA-512 logins
+    /// (plaintext) on a second port, knowing one user, `user` with
+    /// `password`; [`OwnBroker::scram_bootstrap_servers`] is that listener.
+    ///
+    /// # Panics
+    ///
+    /// As [`OwnBroker::start`].
+    pub fn start_with_scram(user: &str, password: &str) -> Self {
+        let port = free_port().unwrap_or_else(|message| panic!("{message}"));
+        Self::start_with(Some((port, format!("{user}:{password}"))))
+    }
+
+    fn start_with(scram: Option<(u16, String)>) -> Self {
         let dir = std::env::temp_dir().join(unique_name("testkit-own-kafka"));
         let (port, controller_port) = match (free_port(), free_port()) {
             (Ok(port), Ok(controller)) => (port, controller),
@@ -234,9 +253,17 @@ impl OwnBroker {
             controller_port,
             dir,
             bootstrap: String::new(),
+            scram,
         };
         broker.bootstrap = broker.run_start();
         broker
+    }
+
+    /// The SCRAM listener's address, when the broker has one.
+    pub fn scram_bootstrap_servers(&self) -> Option<String> {
+        self.scram
+            .as_ref()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
     }
 
     fn run_start(&self) -> String {
@@ -248,6 +275,14 @@ impl OwnBroker {
             .arg(&self.dir)
             .args(["--owner-pid", &std::process::id().to_string()])
             .arg("--restartable")
+            .args(self.scram.iter().flat_map(|(port, user)| {
+                [
+                    "--scram-port".to_owned(),
+                    port.to_string(),
+                    "--scram-user".to_owned(),
+                    user.clone(),
+                ]
+            }))
             .output()
             .unwrap_or_else(|error| panic!("cannot run the broker script: {error}"));
         if !output.status.success() {

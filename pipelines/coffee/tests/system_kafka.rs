@@ -6,58 +6,19 @@
 
 mod common;
 
-use common::{eventually, read_all, read_all_with_headers};
+use common::{eventually, read_all, read_all_with_headers, system_layers};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use coffee::config::{Config, Layers, Service};
 use coffee::system::System;
 use futures::{FutureExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use proto::coffee::v1::query_service_client::QueryServiceClient;
 use proto::coffee::v1::{GetCustomerStatsRequest, GetDemandRequest};
 use proto::events::{ProcessedOrder, Status};
-
-/// A configuration of unique names on `brokers`, every port picked by the OS.
-fn config(brokers: &str, state: &std::path::Path) -> Config {
-    common::init_logging();
-    let name = testkit::unique_name("system");
-    let sets = [
-        format!("streams.application_id={name}-app"),
-        format!("streams.input_topic={name}-orders"),
-        format!("producer.kafka_topic={name}-orders"),
-        format!("barista.orders_topic={name}-orders"),
-        format!("streams.output_topic={name}-processed"),
-        format!("barista.processed_topic={name}-processed"),
-        format!("streams.rejected_topic={name}-rejected"),
-        format!("streams.stats_topic={name}-stats"),
-        format!("streams.demand_topic={name}-demand"),
-        format!("barista.group_id={name}-baristas"),
-        format!("streams.state_dir={}", state.display()),
-        "streams.query_host=127.0.0.1".into(),
-        "streams.query_port=0".into(),
-        "streams.metrics_port=0".into(),
-        "barista.metrics_port=0".into(),
-        "barista.speed_factor=0.0005".into(),
-        "barista.commit_interval_ms=100".into(),
-        "producer.bind_host=127.0.0.1".into(),
-        "producer.server_port=0".into(),
-        "producer.grpc_port=0".into(),
-        "gateway.bind_host=127.0.0.1".into(),
-        "gateway.server_port=0".into(),
-        "kafka.topic_partitions=3".into(),
-    ];
-    let mut layers = Layers::new(Service::All)
-        .set(&format!("kafka.brokers=[\"{brokers}\"]"))
-        .unwrap();
-    for set in &sets {
-        layers = layers.set(set).unwrap();
-    }
-    layers.load().unwrap()
-}
 
 /// An HTTP response: status and JSON body.
 struct Reply {
@@ -129,7 +90,9 @@ const DRINKS: [&str; 4] = ["Espresso", "Latte", "Cappuccino", "Americano"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_orders_through_the_gateway_are_all_completed() {
     let state = tempfile::tempdir().unwrap();
-    let config = config(testkit::kafka().bootstrap_servers(), state.path());
+    let config = system_layers(testkit::kafka().bootstrap_servers(), state.path())
+        .load()
+        .unwrap();
     let output_topic = config.streams.output_topic.clone();
     let system = System::start(config).await.unwrap();
     let gateway = system.addresses.gateway;
@@ -229,7 +192,9 @@ async fn a_thousand_orders_through_the_gateway_are_all_completed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_with_one_idempotency_key_make_one_order() {
     let state = tempfile::tempdir().unwrap();
-    let config = config(testkit::kafka().bootstrap_servers(), state.path());
+    let config = system_layers(testkit::kafka().bootstrap_servers(), state.path())
+        .load()
+        .unwrap();
     let output_topic = config.streams.output_topic.clone();
     let system = System::start(config).await.unwrap();
     let gateway = system.addresses.gateway;
@@ -290,7 +255,9 @@ async fn concurrent_retries_with_one_idempotency_key_make_one_order() {
 async fn orders_acknowledged_around_a_broker_outage_all_complete_once() {
     let broker = testkit::OwnBroker::start();
     let state = tempfile::tempdir().unwrap();
-    let mut config = config(broker.bootstrap_servers(), state.path());
+    let mut config = system_layers(broker.bootstrap_servers(), state.path())
+        .load()
+        .unwrap();
     config.producer.kafka_send_timeout_ms = 3_000;
     let output_topic = config.streams.output_topic.clone();
     let system = System::start(config).await.unwrap();

@@ -241,3 +241,44 @@ pub fn read_all_with_headers<T: serde::de::DeserializeOwned>(
     }
     records
 }
+
+/// The configuration layers of a whole system for one test: unique topic,
+/// group and application names on `brokers`, local state in `state`, every
+/// port picked by the OS, a barista two thousand times faster than real
+/// time. Add layers (`.env`, `.set`) before `.load()`.
+pub fn system_layers(brokers: &str, state: &Path) -> coffee::config::Layers {
+    init_logging();
+    let name = testkit::unique_name("system");
+    let sets = [
+        format!("streams.application_id={name}-app"),
+        format!("streams.input_topic={name}-orders"),
+        format!("producer.kafka_topic={name}-orders"),
+        format!("barista.orders_topic={name}-orders"),
+        format!("streams.output_topic={name}-processed"),
+        format!("barista.processed_topic={name}-processed"),
+        format!("streams.rejected_topic={name}-rejected"),
+        format!("streams.stats_topic={name}-stats"),
+        format!("streams.demand_topic={name}-demand"),
+        format!("barista.group_id={name}-baristas"),
+        format!("streams.state_dir={}", state.display()),
+        "streams.query_host=127.0.0.1".into(),
+        "streams.query_port=0".into(),
+        "streams.metrics_port=0".into(),
+        "barista.metrics_port=0".into(),
+        "barista.speed_factor=0.0005".into(),
+        "barista.commit_interval_ms=100".into(),
+        "producer.bind_host=127.0.0.1".into(),
+        "producer.server_port=0".into(),
+        "producer.grpc_port=0".into(),
+        "gateway.bind_host=127.0.0.1".into(),
+        "gateway.server_port=0".into(),
+        "kafka.topic_partitions=3".into(),
+    ];
+    let mut layers = coffee::config::Layers::new(coffee::config::Service::All)
+        .set(&format!("kafka.brokers=[\"{brokers}\"]"))
+        .unwrap();
+    for set in &sets {
+        layers = layers.set(set).unwrap();
+    }
+    layers
+}

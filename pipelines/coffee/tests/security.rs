@@ -1,0 +1,95 @@
+//! Kafka security settings pass through to every client of every service:
+//! the whole system runs on a broker that accepts only SASL/SCRAM-SHA-512
+//! logins, configured the way operators do (environment variables), and a
+//! wrong password stops it at start-up with a clear error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use coffee::system::System;
+use common::{eventually, http, json, system_layers};
+
+const USER: &str = "coffee";
+const PASSWORD: &str = "s3cret-pass";
+
+fn env(password: &'static str) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        let value = match name {
+            "KAFKA_SECURITY_PROTOCOL" => "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM" => "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME" => USER,
+            "KAFKA_SASL_PASSWORD" => password,
+            _ => return None,
+        };
+        Some(value.to_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_system_runs_on_a_broker_that_requires_scram_logins() {
+    let broker = testkit::OwnBroker::start_with_scram(USER, PASSWORD);
+    let scram = broker.scram_bootstrap_servers().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let config = system_layers(&scram, state.path())
+        .env(env(PASSWORD))
+        .unwrap()
+        .load()
+        .unwrap();
+    // The password is in the settings, and in no printout of them.
+    assert_eq!(config.kafka.client["sasl.password"], PASSWORD);
+    assert!(!format!("{config:?}").contains(PASSWORD));
+    let system = System::start(config).await.unwrap();
+    let gateway = system.addresses.gateway.port();
+    let body = r#"{"customer_name":"Ada","coffee_type":"Espresso"}"#;
+    let (status, placed) =
+        tokio::task::spawn_blocking(move || http(gateway, "POST", "/order", body))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{placed}");
+    let id = json(&placed)["order"]["id"].as_str().unwrap().to_owned();
+    eventually(
+        "the order to complete over SCRAM",
+        Duration::from_secs(60),
+        || {
+            let id = id.clone();
+            async move {
+                let (_, body) = tokio::task::spawn_blocking(move || {
+                    http(gateway, "GET", &format!("/order/{id}"), "")
+                })
+                .await
+                .unwrap();
+                (json(&body)["order"]["status"] == "completed").then_some(())
+            }
+        },
+    )
+    .await;
+    system.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_password_stops_the_system_at_start_with_a_clear_error() {
+    let broker = testkit::OwnBroker::start_with_scram(USER, PASSWORD);
+    let scram = broker.scram_bootstrap_servers().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let config = system_layers(&scram, state.path())
+        .env(env("not-the-password"))
+        .unwrap()
+        .load()
+        .unwrap();
+    let error = match tokio::time::timeout(Duration::from_secs(90), System::start(config)).await {
+        Ok(Ok(system)) => {
+            let _ = system.stop().await;
+            panic!("the system started with a wrong password");
+        }
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => panic!("a wrong password did not fail within 90 s"),
+    };
+    assert!(
+        error.to_lowercase().contains("authentication"),
+        "the error does not say what is wrong: {error}"
+    );
+    assert!(!error.contains("not-the-password"), "{error}");
+}
