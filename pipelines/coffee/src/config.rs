@@ -922,7 +922,10 @@ mod documentation {
     fn every_variable_is_documented() {
         let docs = include_str!("../../../docs/configuration.md");
         for (name, keys) in super::variables() {
-            assert!(docs.contains(&format!("`{name}`")), "{name} is not documented");
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "{name} is not documented"
+            );
             for key in keys {
                 let leaf = key.rsplit('.').next().unwrap_or(key);
                 assert!(
