@@ -129,9 +129,7 @@ impl Provisioned {
     /// is missing.
     pub(crate) fn prepare(systems: &[System], work_dir: &Path) -> anyhow::Result<Self> {
         let mut provisioned = Self::default();
-        if systems
-            .iter()
-            .any(|s| matches!(s, System::Ours | System::Hand))
+        // Always: the latency runs warm the broker up with the hand loop.
         {
             let copy = work_dir.join("bench-peer");
             std::fs::copy(std::env::current_exe()?, &copy)

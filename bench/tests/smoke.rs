@@ -31,6 +31,8 @@ fn every_system_runs_every_job_and_gets_it_right() {
             "1",
             "--latency-seconds",
             "2",
+            "--broker-warmup",
+            "1",
             "--timeout",
             "120",
             "--docs",
