@@ -1,6 +1,7 @@
 //! State store throughput, sled next to the in-memory backend: `put`,
 //! `get`, a full `range` scan, and a restore (replaying a changelog's
-//! records into an empty store), per key-value pair.
+//! records into an empty store, one put at a time and in batches through
+//! `write_batch`), per key-value pair.
 //!
 //!     cargo bench -p bench --bench state_stores
 //!
@@ -93,13 +94,29 @@ fn benches(c: &mut Criterion) {
             });
         });
         drop(store);
-        // A restore: every changelog record into a new, empty store.
-        group.bench_function("restore into an empty store", |b| {
+        // A restore: every changelog record into a new, empty store, one
+        // put at a time and as the engine does it, in batches.
+        group.bench_function("restore, one put per record", |b| {
             b.iter_batched(
                 || open(backend.as_ref()),
                 |opened| {
                     for (k, v) in &pairs {
                         opened.store.put(k, v).expect("put");
+                    }
+                    opened
+                },
+                BatchSize::PerIteration,
+            );
+        });
+        group.bench_function("restore, write_batch of 1,000", |b| {
+            b.iter_batched(
+                || open(backend.as_ref()),
+                |opened| {
+                    for chunk in pairs.chunks(1_000) {
+                        let mut writes = chunk
+                            .iter()
+                            .map(|(k, v)| (k.as_slice(), Some(v.as_slice())));
+                        opened.store.write_batch(&mut writes).expect("write_batch");
                     }
                     opened
                 },
