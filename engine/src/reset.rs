@@ -145,8 +145,7 @@ pub fn reset(
     let probe: BaseConsumer = client(cluster, config)
         .create()
         .map_err(|error| EngineError::kafka("creating a client", error))?;
-    let groups = probe
-        .fetch_group_list(Some(application), TIMEOUT)
+    let groups = retrying(|| probe.fetch_group_list(Some(application), TIMEOUT))
         .map_err(|error| EngineError::kafka(format!("describing group {application}"), error))?;
     if let Some(group) = groups.groups().iter().find(|g| g.name() == application)
         && !group.members().is_empty()
@@ -205,21 +204,32 @@ pub fn reset(
         .create()
         .map_err(|error| EngineError::kafka("creating an admin client", error))?;
     let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-    let deleted = futures::executor::block_on(admin.delete_groups(&[application], &options))
-        .map_err(|error| EngineError::kafka(format!("deleting group {application}"), error))?;
-    for result in deleted {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
-            Err((_, RDKafkaErrorCode::NonEmptyGroup)) => {
-                return Err(refuse(format!(
-                    "application {application} started while it was being reset; stop it and \
-                     reset again"
-                )));
-            }
-            Err((group, code)) => {
-                return Err(refuse(format!("cannot delete group {group}: {code}")));
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let deleted = futures::executor::block_on(admin.delete_groups(&[application], &options))
+            .map_err(|error| EngineError::kafka(format!("deleting group {application}"), error))?;
+        let mut busy = false;
+        for result in deleted {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                Err((_, RDKafkaErrorCode::NonEmptyGroup)) => {
+                    return Err(refuse(format!(
+                        "application {application} started while it was being reset; stop it \
+                         and reset again"
+                    )));
+                }
+                Err((_, code)) if coordinator_busy(code) && Instant::now() < deadline => {
+                    busy = true;
+                }
+                Err((group, code)) => {
+                    return Err(refuse(format!("cannot delete group {group}: {code}")));
+                }
             }
         }
+        if !busy {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
     let committer: BaseConsumer = client(cluster, config)
         .set("group.id", application)
@@ -232,8 +242,7 @@ pub fn reset(
             .map_err(|error| EngineError::kafka("building the offsets", error))?;
     }
     if list.count() > 0 {
-        committer
-            .commit(&list, CommitMode::Sync)
+        retrying(|| committer.commit(&list, CommitMode::Sync))
             .map_err(|error| EngineError::kafka("committing the reset offsets", error))?;
     }
 
@@ -283,6 +292,34 @@ pub fn reset(
         deleted_topics,
         wiped_state,
     })
+}
+
+/// Whether a group coordinator error only means "ask again shortly" (a
+/// broker that just started is still loading its coordinator).
+fn coordinator_busy(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+    )
+}
+
+/// Runs `call` again while it fails because the coordinator is busy, for
+/// up to [`TIMEOUT`].
+fn retrying<T>(mut call: impl FnMut() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match call() {
+            Err(error)
+                if error.rdkafka_error_code().is_some_and(coordinator_busy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Waits until the cluster no longer lists `topics` (deletion is

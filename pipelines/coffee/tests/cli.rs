@@ -126,6 +126,17 @@ fn bad_settings_fail_at_start_naming_key_value_and_layer() {
     assert!(stderr.contains("KAFKA_BROKERS"), "{stderr}");
 }
 
+/// Whether a group coordinator error only means "ask again shortly".
+fn coffee_retriable(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{
+        CoordinatorLoadInProgress, CoordinatorNotAvailable, NotCoordinator,
+    };
+    matches!(
+        error.rdkafka_error_code(),
+        Some(CoordinatorLoadInProgress | CoordinatorNotAvailable | NotCoordinator)
+    )
+}
+
 #[test]
 fn a_replay_refuses_while_the_application_runs_then_replays() {
     let broker = testkit::kafka().bootstrap_servers().to_owned();
@@ -159,11 +170,12 @@ fn a_replay_refuses_while_the_application_runs_then_replays() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         use rdkafka::consumer::Consumer;
-        let groups = probe
-            .fetch_group_list(Some(&name), Duration::from_secs(5))
-            .unwrap();
-        if groups.groups().iter().any(|g| !g.members().is_empty()) {
-            break;
+        // A broker that just started may still be loading its group
+        // coordinator: that is "not yet", not a failure.
+        match probe.fetch_group_list(Some(&name), Duration::from_secs(5)) {
+            Ok(groups) if groups.groups().iter().any(|g| !g.members().is_empty()) => break,
+            Ok(_) => {}
+            Err(error) => assert!(coffee_retriable(&error), "{error}"),
         }
         assert!(
             Instant::now() < deadline,
