@@ -249,6 +249,53 @@ const KEY_CHANGING: [&str; 4] = ["map", "select-key", "flat-map", "filter-map"];
 ///
 /// Operators consume the stream and return a new one; to feed one stream
 /// into several operators, `clone` it (records are then cloned per branch).
+///
+/// # Type errors are compile errors
+///
+/// A serde that does not fit the stream's types, a closure over the wrong
+/// type, or a merge of streams of different types does not compile (each
+/// example below checks the compiler's error code):
+///
+/// ```compile_fail,E0308
+/// use engine::serdes::{Json, Utf8};
+/// use engine::{Stream, StreamsBuilder};
+///
+/// let builder = StreamsBuilder::new();
+/// // A key serde for `u32` where the key is declared `String`.
+/// let stream: Stream<String, String> = builder.stream("in", Json::<u32>::new(), Utf8);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use engine::serdes::{Json, Utf8};
+/// use engine::StreamsBuilder;
+///
+/// let builder = StreamsBuilder::new();
+/// // A value serde for `u32` on a stream of `String` values.
+/// builder.stream("in", Utf8, Utf8).to("out", Utf8, Json::<u32>::new());
+/// ```
+///
+/// ```compile_fail,E0631
+/// use engine::serdes::Utf8;
+/// use engine::StreamsBuilder;
+///
+/// let builder = StreamsBuilder::new();
+/// // A filter over `&u32` values on a stream of `String` values.
+/// builder
+///     .stream("in", Utf8, Utf8)
+///     .filter(|_key: &String, value: &u32| *value > 3)
+///     .to("out", Utf8, Utf8);
+/// ```
+///
+/// ```compile_fail,E0308
+/// use engine::serdes::{Json, Utf8};
+/// use engine::StreamsBuilder;
+///
+/// let builder = StreamsBuilder::new();
+/// let text = builder.stream("text", Utf8, Utf8);
+/// let numbers = builder.stream("numbers", Utf8, Json::<u32>::new());
+/// // Merging `String` values with `u32` values.
+/// text.merge(numbers).to("out", Utf8, Utf8);
+/// ```
 pub struct Stream<K, V> {
     pub(crate) graph: Rc<RefCell<Graph>>,
     pub(crate) node: NodeId,
