@@ -72,6 +72,10 @@ pub(crate) fn run_with(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("queued.max.messages.kbytes", "16384")
+        // The same prefetch settings as the engine's consumer: with
+        // librdkafka's default one-second back-off once that queue is full,
+        // either system would idle most of each second.
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let producer: BaseProducer<Acks> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

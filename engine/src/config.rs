@@ -307,8 +307,16 @@ impl StreamsConfig {
             .set("partition.assignment.strategy", "range")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (self.session_timeout_ms / 4).max(250).to_string())
-            // Bounds what librdkafka prefetches per partition (default 64 MiB).
+            // Bounds what librdkafka prefetches into the consumer's one queue,
+            // all partitions together (default 64 MiB).
             .set("queued.max.messages.kbytes", "16384")
+            // Once that queue is full, librdkafka postpones the next fetch of
+            // each partition by this much (default a whole second). A
+            // topology that reads its own repartition topic fills the queue
+            // with input and then, having drained it in a few milliseconds,
+            // waits out the rest of the second for the repartitioned records:
+            // the stateful benchmark went from 56,000 to 86,000 records/s.
+            .set("fetch.queue.backoff.ms", "10")
             .set("isolation.level", "read_committed");
         for (key, value) in &self.client {
             config.set(key, value);
