@@ -17,6 +17,9 @@
 //! - [`memory`]: an in-memory backend (state is rebuilt from the changelog at
 //!   every start).
 //! - [`window`]: a [`WindowStore`] built on any two key-value stores.
+//! - [`cache`]: a write-back cache in front of any backend's key-value
+//!   stores, so an often-updated key costs the backend one write per
+//!   flush instead of one per update.
 //!
 //! # Example
 //!
@@ -31,6 +34,7 @@
 //! assert_eq!(counts.approximate_len(), 1);
 //! ```
 
+pub mod cache;
 pub mod memory;
 pub mod sled;
 pub mod window;

@@ -3,7 +3,8 @@
 //! sequence also restarts the store (every handle dropped, the task state
 //! reopened from the same directory): sled must keep everything, flushed or
 //! not (it flushes on a clean drop); memory starts empty, so the model is
-//! cleared too.
+//! cleared too. The same runs go through the write-back cache
+//! ([`state::cache`]) in front of each backend, at sizes from none to all.
 //!
 //! Keys are 0 to 3 bytes from `a`, `b`, `0x00` and `0xff`, so collisions,
 //! prefixes, the empty key and boundary bytes are common. Window starts mix small numbers with `i64::MIN`/`i64::MAX` and
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
+use state::cache::CachingBackend;
 use state::memory::MemoryBackend;
 use state::sled::{SledBackend, SledConfig};
 use state::{Backend, TaskState};
@@ -215,6 +217,28 @@ proptest! {
         ops in prop::collection::vec(kv_op(), 1..60)
     ) {
         check_kv(sled_backend(), &ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(200))]
+
+    /// A cache of a few entries writes back on almost every step; a large
+    /// one only on flush and on drop (the restart).
+    #[test]
+    fn cached_sled_key_value_store_matches_a_btreemap_across_restarts(
+        ops in prop::collection::vec(kv_op(), 1..60),
+        max_bytes in prop::sample::select(vec![0_usize, 200, 400, 1 << 20]),
+    ) {
+        check_kv(CachingBackend::new(sled_backend(), max_bytes), &ops)?;
+    }
+
+    #[test]
+    fn cached_memory_key_value_store_matches_a_btreemap_and_forgets_on_restart(
+        ops in prop::collection::vec(kv_op(), 1..60),
+        max_bytes in prop::sample::select(vec![0_usize, 200, 1 << 20]),
+    ) {
+        check_kv(CachingBackend::new(MemoryBackend, max_bytes), &ops)?;
     }
 }
 
