@@ -1004,13 +1004,6 @@ impl ThreadState {
                 self.in_flight.len() - 1
             }
         };
-        let mut headers = OwnedHeaders::new_with_capacity(output.headers.len());
-        for (key, value) in &output.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
         let mut record = BaseRecord::with_opaque_to(&output.topic, id).timestamp(output.timestamp);
         if let Some(partition) = output.partition {
             record = record.partition(partition);
@@ -1021,7 +1014,16 @@ impl ThreadState {
         if let Some(value) = &output.value {
             record = record.payload(value);
         }
+        // librdkafka allocates (and later frees) a header list even for
+        // none, which showed at 5 % of a stateful job's stream thread.
         if !output.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(output.headers.len());
+            for (key, value) in &output.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
             record = record.headers(headers);
         }
         loop {
