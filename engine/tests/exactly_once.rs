@@ -8,7 +8,9 @@
 //! The same verifier checks an application fenced mid-stream by another
 //! producer with its transactional id: it rebuilds its stream thread in
 //! place and goes on, exactly once. A fault no rebuild can fix stops it
-//! with an error after a bounded number of attempts.
+//! with an error after a bounded number of attempts. Partitions moving
+//! between two instances mid-stream, while commits are under way, keep it
+//! exactly once too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -431,6 +433,91 @@ async fn exactly_once_rebuilds_in_place_when_fenced_mid_stream() {
     assert!(
         verdict.violations.is_empty(),
         "exactly-once violated after fencing: {:?}",
+        &verdict.violations[..verdict.violations.len().min(10)]
+    );
+    assert_eq!(verdict.outputs, ROUNDS * KEYS, "one output per input");
+}
+
+/// Partitions move while commits are under way: a second instance joins
+/// mid-stream (the first revokes half of its partitions, finishing the
+/// commit it had begun and committing what it held back), then the first
+/// stops cleanly mid-stream and the second takes everything over. Commits
+/// begin every 100 ms and, with outputs lingering 200 ms, are nearly
+/// always under way, so both hand-overs find one. The verifier still finds exactly one output per input and
+/// every count and sum right at every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_holds_when_partitions_move_mid_stream() {
+    let kafka = testkit::kafka();
+    let (app, input, output) = (
+        testkit::unique_name("eos-moved"),
+        testkit::unique_name("moved-in"),
+        testkit::unique_name("moved-out"),
+    );
+    kafka.create_topic(&input, PARTITIONS).await;
+    kafka.create_topic(&output, PARTITIONS).await;
+    produce_raw(&input, input_records()).await;
+    let total = (ROUNDS * KEYS) as i64;
+    let progress = |app: &str| committed(app, &input).iter().sum::<i64>();
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Outputs linger longer than the commit interval, so a commit is under
+    // way nearly all the time, and so when partitions move.
+    let lingering = |instance: &str, dir: &std::path::Path| {
+        let mut config = exactly_once_config(&app, instance, dir);
+        config.linger_ms = 200;
+        config
+    };
+    let first = Running::start(
+        totals_topology(&input, &output, Duration::from_micros(150)),
+        lingering("first", first_dir.path()),
+    );
+    wait_for(
+        "the first instance to commit some input",
+        Duration::from_secs(120),
+        || progress(&app) >= 5_000,
+    )
+    .await;
+    let second = Running::start(
+        totals_topology(&input, &output, Duration::from_micros(150)),
+        lingering("second", second_dir.path()),
+    );
+    wait_for(
+        "the partitions to be shared",
+        Duration::from_secs(120),
+        || {
+            let (a, b) = (
+                first.gauge("engine_assigned_partitions"),
+                second.gauge("engine_assigned_partitions"),
+            );
+            a > 0 && b > 0 && a + b == i64::from(PARTITIONS)
+        },
+    )
+    .await;
+    let shared_at = progress(&app);
+    wait_for(
+        "both instances to commit more input",
+        Duration::from_secs(120),
+        || progress(&app) >= shared_at + 5_000,
+    )
+    .await;
+    first.stop().await;
+    let first_stopped_at = progress(&app);
+    assert!(
+        first_stopped_at < total,
+        "the first instance stopped mid-stream ({first_stopped_at} of {total} inputs committed)"
+    );
+    eprintln!("shared at {shared_at}, first stopped at {first_stopped_at} of {total}");
+    wait_for(
+        "every input to be committed",
+        Duration::from_secs(180),
+        || committed(&app, &input) == end_offsets(&input),
+    )
+    .await;
+    second.stop().await;
+
+    let verdict = verify(&output).await;
+    assert!(
+        verdict.violations.is_empty(),
+        "exactly-once violated when partitions moved: {:?}",
         &verdict.violations[..verdict.violations.len().min(10)]
     );
     assert_eq!(verdict.outputs, ROUNDS * KEYS, "one output per input");

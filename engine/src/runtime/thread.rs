@@ -48,6 +48,9 @@ fn wall_clock_ms() -> i64 {
 }
 /// Records processed between looks at delivery reports and the clock.
 const HOUSEKEEPING_EVERY: u32 = 32;
+/// Outputs held back while an exactly-once commit is under way, past which
+/// processing waits for the commit instead of going on.
+const MAX_HELD_OUTPUTS: usize = 100_000;
 /// Changelog records one restore step reads at most, and for how long,
 /// before the thread polls its consumer again (for rebalances). Larger
 /// batches hold more repeated keys, which are written once; a batch keeps
@@ -263,6 +266,16 @@ struct ThreadState {
     in_transaction: bool,
     /// Something was written or processed since the last commit.
     transaction_dirty: bool,
+    /// Exactly once: a commit under way while processing goes on (see
+    /// [`ThreadState::begin_commit`]).
+    pending_commit: Option<PendingCommit>,
+    /// Outputs of records processed while a commit is under way, with
+    /// their slot and input offset: they belong to the next transaction
+    /// and go to the producer when it begins.
+    held: Vec<(OutputRecord, usize, i64)>,
+    /// A record was processed while a commit was under way, so the next
+    /// transaction has something to commit even without outputs.
+    processed_during_commit: bool,
     /// The last transaction was aborted: every task goes back to its last
     /// committed offsets and state (through a rejoin) before going on.
     resetting: bool,
@@ -270,6 +283,16 @@ struct ThreadState {
     rejoin: bool,
     /// Where a partition without a committed offset starts.
     reset_to_beginning: bool,
+}
+
+/// An exactly-once commit that has begun: the input positions it commits,
+/// fixed when it began, waiting for the transaction's outputs to be
+/// acknowledged.
+struct PendingCommit {
+    offsets: TopicPartitionList,
+    /// Slot and position of each partition in `offsets`.
+    committing: Vec<(usize, i64)>,
+    started: Instant,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -923,17 +946,14 @@ impl ThreadState {
                 }
             }
         }
-        let outputs = std::mem::take(&mut self.ctx.outputs);
+        let mut outputs = std::mem::take(&mut self.ctx.outputs);
         let produced = outputs.len() as u64;
         self.transaction_dirty = true;
-        let mut sent = 0u32;
-        for output in &outputs {
-            if self.send(output, slot_id, offset) {
-                sent += 1;
-            }
+        if self.pending_commit.is_some() {
+            self.processed_during_commit = true;
         }
+        let sent = self.hand_over(&mut outputs, slot_id, offset);
         self.ctx.outputs = outputs;
-        self.ctx.outputs.clear();
         if let Some(slot) = self.slots.get_mut(slot_id) {
             slot.progress.processed(offset, sent);
             slot.consumed += 1;
@@ -971,24 +991,47 @@ impl ThreadState {
                 .iter()
                 .find(|(_, slot)| slot.task == id)
                 .and_then(|(slot_id, slot)| Some((slot_id, slot.progress.last_processed()?)));
-            let outputs = std::mem::take(&mut self.ctx.outputs);
+            let mut outputs = std::mem::take(&mut self.ctx.outputs);
             let Some((slot_id, offset)) = anchor else {
                 continue;
             };
             if !outputs.is_empty() && !self.ensure_transaction() {
                 return;
             }
-            let mut sent = 0u32;
-            for output in &outputs {
-                if self.send(output, slot_id, offset) {
-                    sent += 1;
-                }
-            }
+            let produced = outputs.len() as u64;
+            let sent = self.hand_over(&mut outputs, slot_id, offset);
             if let Some(slot) = self.slots.get_mut(slot_id) {
                 slot.progress.processed(offset, sent);
-                slot.produced += outputs.len() as u64;
+                slot.produced += produced;
             }
         }
+    }
+
+    /// Hands a record's outputs to the producer, or holds them while a
+    /// commit is under way; empties `outputs`. Returns how many are on
+    /// their way (held ones included: they are acknowledged later like the
+    /// rest).
+    fn hand_over(&mut self, outputs: &mut Vec<OutputRecord>, slot: usize, offset: i64) -> u32 {
+        let count = u32::try_from(outputs.len()).unwrap_or(u32::MAX);
+        if count == 0 {
+            return 0;
+        }
+        // A timer's outputs, too, leave the transaction something to commit.
+        if self.pending_commit.is_some() {
+            self.processed_during_commit = true;
+            self.held
+                .extend(outputs.drain(..).map(|output| (output, slot, offset)));
+            return count;
+        }
+        self.transaction_dirty = true;
+        let mut sent = 0u32;
+        for output in outputs.iter() {
+            if self.send(output, slot, offset) {
+                sent += 1;
+            }
+        }
+        outputs.clear();
+        sent
     }
 
     /// Hands one output to the producer, waiting while its queue is full.
@@ -1155,6 +1198,8 @@ impl ThreadState {
         self.slot_of.clear();
         self.in_flight.clear();
         self.free_ids.clear();
+        self.pending_commit = None;
+        self.held.clear();
         let committed = consumer
             .committed_offsets(assignment.clone(), Duration::from_secs(30))
             .map_err(|error| EngineError::kafka("reading committed offsets", error))?;
@@ -1202,16 +1247,52 @@ impl ThreadState {
         }
     }
 
-    /// Commits the open transaction: every output and changelog write since
-    /// the last commit, and the position of every assigned partition, with
-    /// the consumer's group metadata so a fenced zombie cannot commit.
+    /// Commits the open transaction and waits for it: every output and
+    /// changelog write since the last commit, and the position of every
+    /// assigned partition, with the consumer's group metadata so a fenced
+    /// zombie cannot commit. For revokes and shutdown; a commit already
+    /// under way is finished first, and what it held back is covered by
+    /// this one.
     fn commit_transaction(&mut self, consumer: &BaseConsumer<StreamContext>, begin_next: bool) {
+        let timeout = Duration::from_secs(30);
+        if let Some(pending) = self.pending_commit.take() {
+            self.await_outputs(timeout);
+            self.finish_commit(consumer, pending, true);
+        }
+        let Some(pending) = self.snapshot_commit() else {
+            return;
+        };
+        // What is still in flight after the timeout is left to the commit,
+        // which then fails and aborts.
+        self.await_outputs(timeout);
+        self.finish_commit(consumer, pending, begin_next);
+    }
+
+    /// Begins a commit without waiting for it: the input positions are
+    /// fixed now, and the transaction commits once every output handed
+    /// over so far is acknowledged ([`ThreadState::advance_commit`]).
+    /// Meanwhile records go on being processed; their outputs are held
+    /// back and go into the next transaction. Waiting instead left the
+    /// thread idle for most of each commit — the acknowledgements of up to
+    /// 100 ms of outputs — and cost exactly once half of at-least-once's
+    /// throughput once a stream thread ran at 150,000 records/s.
+    fn begin_commit(&mut self) {
+        if self.pending_commit.is_none()
+            && let Some(pending) = self.snapshot_commit()
+        {
+            self.pending_commit = Some(pending);
+        }
+    }
+
+    /// The positions a commit would commit now, or `None` when there is
+    /// nothing to commit (or no transaction may commit now).
+    fn snapshot_commit(&mut self) -> Option<PendingCommit> {
         if self.resetting
             || self.rebuild.is_some()
             || !self.in_transaction
             || !self.transaction_dirty
         {
-            return;
+            return None;
         }
         let mut offsets = TopicPartitionList::new();
         let mut committing = Vec::new();
@@ -1224,17 +1305,59 @@ impl ThreadState {
                 committing.push((id, position));
             }
         }
+        self.processed_during_commit = false;
+        Some(PendingCommit {
+            offsets,
+            committing,
+            started: Instant::now(),
+        })
+    }
+
+    /// Whether an exactly-once commit is under way.
+    fn commit_pending(&self) -> bool {
+        self.pending_commit.is_some()
+    }
+
+    /// Finishes the commit under way once its outputs are acknowledged (or
+    /// the producer can no longer acknowledge anything), or at once when
+    /// too many outputs are held back.
+    fn advance_commit(&mut self, consumer: &BaseConsumer<StreamContext>) {
+        if self.pending_commit.is_none() {
+            return;
+        }
+        if self.held.len() >= MAX_HELD_OUTPUTS {
+            self.await_outputs(Duration::from_secs(30));
+        }
+        if self.producer.in_flight_count() > 0 && !self.producer_is_broken() {
+            return;
+        }
+        if let Some(pending) = self.pending_commit.take() {
+            self.finish_commit(consumer, pending, true);
+        }
+    }
+
+    /// Sends the offsets of `pending` to the transaction and commits it;
+    /// then begins the next transaction (when `begin_next`, or when outputs
+    /// are held back for it) and hands it the held outputs.
+    fn finish_commit(
+        &mut self,
+        consumer: &BaseConsumer<StreamContext>,
+        pending: PendingCommit,
+        begin_next: bool,
+    ) {
         let Some(metadata) = consumer.group_metadata() else {
+            // The transaction stays open: what was held back joins it.
             warn!("No group metadata yet; the transaction commits later.");
+            self.release_held();
             return;
         };
-        let started = Instant::now();
+        let PendingCommit {
+            offsets,
+            committing,
+            started,
+        } = pending;
+        let flushed = started.elapsed();
         let timeout = Duration::from_secs(30);
-        // Committing flushes the transaction's outputs first; waiting for
-        // them here is much quicker than the client's own flush (see
-        // `await_outputs`). What is still in flight after the timeout is
-        // left to the commit, which then fails and aborts.
-        self.await_outputs(timeout);
         let result = if offsets.count() > 0 {
             self.producer
                 .send_offsets_to_transaction(&offsets, &metadata, timeout)
@@ -1247,10 +1370,13 @@ impl ThreadState {
                 debug!(
                     partitions = offsets.count(),
                     millis = started.elapsed().as_millis() as u64,
+                    flush_millis = flushed.as_millis() as u64,
+                    held = self.held.len(),
                     "Committed a transaction."
                 );
                 self.in_transaction = false;
-                self.transaction_dirty = false;
+                self.transaction_dirty = self.processed_during_commit;
+                self.processed_during_commit = false;
                 self.commits += 1;
                 for (id, position) in committing {
                     if let Some(slot) = self.slots.get_mut(id) {
@@ -1264,11 +1390,27 @@ impl ThreadState {
                         .with_label_values(&[&self.application])
                         .observe(started.elapsed().as_secs_f64());
                 }
-                if begin_next {
-                    self.ensure_transaction();
+                if begin_next || !self.held.is_empty() {
+                    if self.ensure_transaction() {
+                        self.release_held();
+                    } else {
+                        self.held.clear();
+                    }
                 }
             }
-            Err(error) => self.transaction_failed(error),
+            Err(error) => {
+                // The held outputs' records are read again after the rewind.
+                self.held.clear();
+                self.transaction_failed(error);
+            }
+        }
+    }
+
+    /// Hands the outputs held back during a commit to the producer, in the
+    /// order they were produced.
+    fn release_held(&mut self) {
+        for (output, slot, offset) in std::mem::take(&mut self.held) {
+            self.send(&output, slot, offset);
         }
     }
 
@@ -1297,6 +1439,8 @@ impl ThreadState {
         }
         self.in_transaction = false;
         self.transaction_dirty = false;
+        self.pending_commit = None;
+        self.held.clear();
         self.drain_deliveries();
         self.resetting = true;
         self.rejoin = true;
@@ -1326,6 +1470,8 @@ impl ThreadState {
     fn abandon(&mut self) {
         self.resetting = true;
         self.in_transaction = false;
+        self.pending_commit = None;
+        self.held.clear();
         self.producer
             .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
         for (_, restoring) in std::mem::take(&mut self.restoring) {
@@ -1352,7 +1498,10 @@ impl ThreadState {
         only: Option<&[(String, i32)]>,
     ) {
         if self.exactly_once {
-            self.commit_transaction(consumer, true);
+            match mode {
+                CommitMode::Async => self.begin_commit(),
+                CommitMode::Sync => self.commit_transaction(consumer, true),
+            }
             return;
         }
         let mut offsets = TopicPartitionList::new();
@@ -1660,6 +1809,9 @@ fn run_once(setup: &ThreadSetup) -> Result<(), ThreadError> {
         exactly_once,
         in_transaction: false,
         transaction_dirty: false,
+        pending_commit: None,
+        held: Vec::new(),
+        processed_during_commit: false,
         resetting: false,
         rejoin: false,
         reset_to_beginning: config.auto_offset_reset == crate::config::OffsetReset::Earliest,
@@ -1708,9 +1860,10 @@ fn run_once(setup: &ThreadSetup) -> Result<(), ThreadError> {
         }
         // Restores run a batch at a time between polls, so a long restore
         // never keeps the consumer from the group.
-        let restoring = {
+        let (restoring, committing) = {
             let mut state = lock(&state);
-            if state.restoring.is_empty() {
+            let committing = state.commit_pending();
+            let restoring = if state.restoring.is_empty() {
                 false
             } else {
                 state.restore_step(&consumer);
@@ -1719,11 +1872,15 @@ fn run_once(setup: &ThreadSetup) -> Result<(), ThreadError> {
                     break;
                 }
                 !state.restoring.is_empty()
-            }
+            };
+            (restoring, committing)
         };
         // Never hold the state while polling: rebalance callbacks take it.
+        // A commit under way is looked at again soon even without input.
         let polled = consumer.poll(if restoring {
             Duration::ZERO
+        } else if committing {
+            Duration::from_millis(1)
         } else {
             POLL_TIMEOUT
         });
@@ -1756,12 +1913,15 @@ fn run_once(setup: &ThreadSetup) -> Result<(), ThreadError> {
         state.tick_tasks();
         state.serve_deliveries();
         state.drain_deliveries();
+        state.advance_commit(&consumer);
         if let Some(error) = state.fatal.take() {
             outcome = Err(error.into());
             break;
         }
         let now = Instant::now();
-        if now >= next_commit {
+        // An exactly-once commit still under way is waited for: the next
+        // one begins only after it.
+        if now >= next_commit && !state.commit_pending() {
             state.commit(&consumer, CommitMode::Async, None);
             state.publish_counts();
             // From when the commit ended: a slow commit must not make the next one due at once.
