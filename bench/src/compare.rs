@@ -1247,7 +1247,6 @@ fn report(
     };
     let quix_per_core = scenarios
         .iter()
-        .filter(|s| **s != Scenario::StatefulEos)
         .filter_map(|s| {
             figure(*s, &[System::Ours], &per_cpu)
                 .zip(figure(*s, &[System::Quix], &per_cpu))
