@@ -309,13 +309,9 @@ impl KeyValueStore for CachingStore {
     }
 
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KvIter<'_>> {
-        if let (Some(from), Some(to)) = (from, to)
-            && from >= to
-        {
+        let Some((lower, upper)) = crate::key_range(from, to) else {
             return Ok(Box::new(std::iter::empty()));
-        }
-        let lower = from.map_or(Bound::Unbounded, Bound::Included);
-        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        };
         let cached = self.snapshot(lower, upper);
         Ok(Box::new(Merged::new(cached, self.inner.range(from, to)?)))
     }

@@ -207,6 +207,24 @@ pub trait Backend: Send + Sync + 'static {
     fn is_persistent(&self) -> bool;
 }
 
+/// Bounds of a key range.
+pub(crate) type KeyBounds<'a> = (std::ops::Bound<&'a [u8]>, std::ops::Bound<&'a [u8]>);
+
+/// The bounds of [`KeyValueStore::range`]'s `from <= key < to`, or `None`
+/// when no key can be in it (`from >= to`: `BTreeMap::range` would panic
+/// on it).
+pub(crate) fn key_range<'a>(from: Option<&'a [u8]>, to: Option<&'a [u8]>) -> Option<KeyBounds<'a>> {
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return None;
+    }
+    Some((
+        from.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included),
+        to.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+    ))
+}
+
 /// Checks a store name: non-empty ASCII letters, digits, `.`, `_`, `-`
 /// (it becomes part of a topic name).
 pub fn validate_store_name(name: &str) -> Result<()> {

@@ -175,14 +175,9 @@ impl KeyValueStore for MemoryStore {
     }
 
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KvIter<'_>> {
-        // `BTreeMap::range` panics when start > end; that range is empty.
-        if let (Some(from), Some(to)) = (from, to)
-            && from >= to
-        {
+        let Some((lower, upper)) = crate::key_range(from, to) else {
             return Ok(owned_iter(Vec::new()));
-        }
-        let lower = from.map_or(Bound::Unbounded, Bound::Included);
-        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        };
         let entries = self
             .read()
             .range::<[u8], _>((lower, upper))

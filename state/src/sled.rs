@@ -54,7 +54,6 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{self, ErrorKind};
-use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -692,13 +691,9 @@ impl KeyValueStore for SledStore {
     }
 
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KvIter<'_>> {
-        if let (Some(from), Some(to)) = (from, to)
-            && from >= to
-        {
+        let Some((lower, upper)) = crate::key_range(from, to) else {
             return Ok(Box::new(std::iter::empty()));
-        }
-        let lower = from.map_or(Bound::Unbounded, Bound::Included);
-        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        };
         let inner = self.guard(|| Ok(self.tree.range::<&[u8], _>((lower, upper))))?;
         Ok(self.iter(inner))
     }
