@@ -25,15 +25,7 @@ pub(crate) fn partitions(topic: &str) -> i32 {
         .map_or(0, |t| t.partitions().len() as i32)
 }
 
-/// Logs to the test's output when `RUST_LOG` is set (e.g. `RUST_LOG=info`).
-pub(crate) fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
+pub(crate) use testkit::init_logging;
 
 /// Spins for `work`: stands in for CPU-heavy processing, so a test can
 /// catch a pipeline mid-stream.

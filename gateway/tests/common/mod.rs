@@ -35,15 +35,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_stream::Stream;
 
-/// Logs to the test output when `RUST_LOG` is set.
-pub fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
+pub use testkit::init_logging;
 
 // ---------------------------------------------------------------- HTTP client
 

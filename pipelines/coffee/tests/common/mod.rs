@@ -23,15 +23,7 @@ pub fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Logs to the test's output when `RUST_LOG` is set.
-pub fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
+pub use testkit::init_logging;
 
 /// The `coffee` binary, with none of the settings of the environment the
 /// test runs in.
@@ -163,33 +155,10 @@ pub fn read_all<T: serde::de::DeserializeOwned>(
     client: rdkafka::ClientConfig,
     topic: &str,
 ) -> Vec<T> {
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", testkit::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len();
-    consumer.subscribe(&[topic]).unwrap();
-    let (mut records, mut ended) = (Vec::new(), BTreeSet::new());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ended.len() < partitions {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                records.push(serde_json::from_slice(message.payload().unwrap()).unwrap());
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
-                ended.insert(partition);
-            }
-            _ => {}
-        }
-    }
-    records
+    read_all_with_headers(client, topic)
+        .into_iter()
+        .map(|(value, _)| value)
+        .collect()
 }
 
 /// Every record of `topic` from the beginning: its value as JSON `T` and
