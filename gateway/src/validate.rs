@@ -184,23 +184,22 @@ pub(crate) fn acceptable_request_id(id: &[u8]) -> bool {
     !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(|b| (0x21..0x7f).contains(b))
 }
 
-/// Parses the query string of `GET /orders`:
-/// `status`, `customer`, `page` (from 1) and `page_size` (1 to
-/// [`MAX_PAGE_SIZE`]). Empty values mean "not set"; anything else is an
-/// error, unknown parameters included (a typo should not silently list
-/// everything).
+/// The name-value pairs of a query string, in order.
+fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or("")).map_err(|error| {
+        ApiError::new(
+            ErrorKind::InvalidQuery,
+            format!("the query string is malformed: {error}"),
+        )
+    })
+}
+
 /// Reads `GET /v1/demand`'s query: an optional `from`, an RFC 3339 time
 /// (windows starting at or after it).
 pub(crate) fn parse_demand_query(
     query: Option<&str>,
 ) -> Result<Option<prost_types::Timestamp>, ApiError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|error| {
-            ApiError::new(
-                ErrorKind::InvalidQuery,
-                format!("the query string is malformed: {error}"),
-            )
-        })?;
+    let pairs = query_pairs(query)?;
     let mut from = None;
     for (name, value) in pairs {
         match name.as_str() {
@@ -236,17 +235,16 @@ pub(crate) fn parse_demand_query(
     Ok(from)
 }
 
+/// Parses the query string of `GET /orders`:
+/// `status`, `customer`, `page` (from 1) and `page_size` (1 to
+/// [`MAX_PAGE_SIZE`]). Empty values mean "not set"; anything else is an
+/// error, unknown parameters included (a typo should not silently list
+/// everything).
 pub(crate) fn parse_list_query(
     query: Option<&str>,
     max_name_chars: usize,
 ) -> Result<ListOrdersRequest, ApiError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|error| {
-            ApiError::new(
-                ErrorKind::InvalidQuery,
-                format!("the query string is malformed: {error}"),
-            )
-        })?;
+    let pairs = query_pairs(query)?;
     let mut request = ListOrdersRequest::default();
     let mut seen: Vec<&str> = Vec::new();
     for (name, value) in &pairs {
