@@ -153,6 +153,20 @@ struct Dirty {
     /// Keys present counting the cache minus keys present in the backend
     /// alone: the store's length is the backend's plus this.
     len_delta: i64,
+    /// The last key a `get` missed in the cache and read from the backend,
+    /// and whether the backend held it: the write that usually follows
+    /// (read, then update) needs to know, and need not ask the backend
+    /// again. Valid while the key is not cached and the backend is not
+    /// written past the cache (`write_batch`, `clear`).
+    probed_key: Vec<u8>,
+    probed: Option<bool>,
+}
+
+impl Dirty {
+    /// Whether the backend holds `key`, if the last probe was of it.
+    fn take_probe(&mut self, key: &[u8]) -> Option<bool> {
+        self.probed.take().filter(|_| self.probed_key == key)
+    }
 }
 
 /// A cached key and its value; `None` for a delete.
@@ -237,7 +251,10 @@ impl CachingStore {
                 (slot, value) => *slot = value.map(<[u8]>::to_vec),
             }
         } else {
-            let in_backend = self.inner.get(key)?.is_some();
+            let in_backend = match dirty.take_probe(key) {
+                Some(held) => held,
+                None => self.inner.get(key)?.is_some(),
+            };
             dirty.bytes += Entry::bytes(key, value);
             dirty.len_delta += i64::from(value.is_some()) - i64::from(in_backend);
             dirty.entries.insert(
@@ -282,10 +299,17 @@ impl KeyValueStore for CachingStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(entry) = lock(&self.dirty).entries.get(key) {
+        let mut dirty = lock(&self.dirty);
+        if let Some(entry) = dirty.entries.get(key) {
             return Ok(entry.value.clone());
         }
-        self.inner.get(key)
+        // Read under the lock, so the probe cannot go stale before it is
+        // recorded.
+        let value = self.inner.get(key)?;
+        dirty.probed_key.clear();
+        dirty.probed_key.extend_from_slice(key);
+        dirty.probed = Some(value.is_some());
+        Ok(value)
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -304,6 +328,7 @@ impl KeyValueStore for CachingStore {
         writes: &mut dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     ) -> Result<()> {
         let mut dirty = lock(&self.dirty);
+        dirty.probed = None;
         self.write_back(&mut dirty, 0)?;
         self.inner.write_batch(writes)
     }
