@@ -62,9 +62,8 @@ pub(crate) fn events(
         .then(move |incoming: Option<String>| {
             let (watch, shutdown) = (watch.clone(), shutdown.clone());
             async move {
-                let request_id = incoming
-                    .filter(|id| crate::validate::acceptable_request_id(id.as_bytes()))
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let request_id =
+                    crate::http::kept_or_new_request_id(incoming.as_deref().map(str::as_bytes));
                 let mut request = tonic::Request::new(WatchOrdersRequest { id: String::new() });
                 if let Ok(value) = request_id.parse() {
                     request
@@ -109,15 +108,7 @@ pub(crate) fn events(
                                 ErrorKind::QueryUnavailable,
                                 "live updates are unavailable; the order query service cannot be reached",
                             );
-                            warp::reply::with_status(
-                                warp::reply::with_header(
-                                    error.to_json().to_vec(),
-                                    "content-type",
-                                    "application/json",
-                                ),
-                                error.kind.http_status(),
-                            )
-                            .into_response()
+                            crate::http::error_response(&error).into_response()
                         }
                     };
                 reply

@@ -442,6 +442,15 @@ where
     response
 }
 
+/// The request id a request goes by: the caller's `X-Request-ID` when it
+/// is acceptable, else a new one.
+pub(crate) fn kept_or_new_request_id(incoming: Option<&[u8]>) -> String {
+    incoming
+        .filter(|id| crate::validate::acceptable_request_id(id))
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
 /// Keeps or makes the request id, runs the rest in a span carrying it,
 /// and echoes it.
 async fn request_id<H, F>(cors: &Cors, mut request: Request, handler: &H) -> Response
@@ -449,12 +458,7 @@ where
     H: Fn(Request) -> F,
     F: Future<Output = Response>,
 {
-    let id = request
-        .headers
-        .get(X_REQUEST_ID)
-        .filter(|id| crate::validate::acceptable_request_id(id.as_bytes()))
-        .and_then(|id| id.to_str().ok())
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let id = kept_or_new_request_id(request.headers.get(X_REQUEST_ID).map(HeaderValue::as_bytes));
     request.request_id.clone_from(&id);
     let span = tracing::info_span!("http", request_id = %id);
     let mut response = cors_layer(cors, request, handler).instrument(span).await;
