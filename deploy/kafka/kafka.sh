@@ -14,6 +14,8 @@
 #                                           logins, with that one user
 #                  [--no-fetch]             fail instead of fetching when the jars are missing
 #                  [--heap SIZE]            JVM heap (default 512m)
+#                  [--cluster-id ID]        KRaft cluster id when D is new (22 base64url characters;
+#                                           default: a fresh random one)
 #   kafka.sh stop [--dir D] [--purge]       stop the broker started in D (by its pid); --purge deletes D
 #   kafka.sh status [--dir D]               exit 0 and print the address when the broker in D answers
 #
@@ -106,6 +108,17 @@ metadata_brokers() {
     echo $(((b[12] << 24) | (b[13] << 16) | (b[14] << 8) | b[15]))
 }
 
+# A random cluster id as Kafka's own `random-uuid` makes one: 16 random bytes
+# in unpadded base64url, never beginning with '-' (one draw in 64 would).
+new_cluster_id() {
+    local id
+    while :; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+        [[ $id == -* ]] || break
+    done
+    echo "$id"
+}
+
 broker_pid() {
     # Prints the pid recorded in DIR when that process is alive and is the
     # broker started with DIR's config (guards against a reused pid).
@@ -119,7 +132,7 @@ broker_pid() {
 }
 
 cmd_start() {
-    local port=9092 dir=$default_dir cport="" owner="" fetch=1 heap=512m restartable=0 sport="" suser=""
+    local port=9092 dir=$default_dir cport="" owner="" fetch=1 heap=512m restartable=0 sport="" suser="" cluster_id=""
     while [[ $# -gt 0 ]]; do
         case $1 in
         --port) port=${2:?--port needs a value}; shift 2 ;;
@@ -130,11 +143,14 @@ cmd_start() {
         --scram-port) sport=${2:?--scram-port needs a value}; shift 2 ;;
         --scram-user) suser=${2:?--scram-user needs a value}; shift 2 ;;
         --heap) heap=${2:?--heap needs a value}; shift 2 ;;
+        --cluster-id) cluster_id=${2:?--cluster-id needs a value}; shift 2 ;;
         --no-fetch) fetch=0; shift ;;
         *) die "start: unknown argument '$1' (see the usage at the top of $0)." ;;
         esac
     done
     [[ "$port" =~ ^[0-9]+$ && "$port" -ge 1 && "$port" -le 65535 ]] || die "start: --port must be a TCP port, got '$port'."
+    [[ -z "$cluster_id" || "$cluster_id" =~ ^[A-Za-z0-9_-]{21}[AQgw]$ ]] ||
+        die "start: --cluster-id must be 16 bytes in unpadded base64url (22 characters), got '$cluster_id'."
     local java
     java=$(require_java)
     if ! cache_complete; then
@@ -217,10 +233,11 @@ EOF
 
     # Format once; a restart on the same directory keeps its data.
     if [[ ! -f "$dir/data/meta.properties" ]]; then
-        local cluster_id
-        cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+        [[ -n "$cluster_id" ]] || cluster_id=$(new_cluster_id)
+        # `--cluster-id=ID`, one word: an id may begin with '-', which the
+        # tool's parser would otherwise take for an option.
         "$java" -Xmx256m -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$lib/*" \
-            kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" \
+            kafka.tools.StorageTool format --cluster-id="$cluster_id" --config "$dir/server.properties" \
             "${scram_args[@]}" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "formatting KRaft storage in $dir/data failed."; }
     fi
 
