@@ -81,10 +81,14 @@ cmd_fetch() {
     say "fetched $(ls "$lib" | wc -l) jars."
 }
 
+# A free port below the kernel's ephemeral range, so that no outgoing
+# connection can take it before the broker binds it.
 free_port() {
-    local port
+    local port low=32768
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    ((low > 16000)) || low=32768
     for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((15000 + RANDOM % (low - 15000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0

@@ -78,10 +78,9 @@ impl Kafka {
         }
         let script = script_path();
         let dir = std::env::temp_dir().join(format!("testkit-kafka-{}", std::process::id()));
-        // Both listeners on ports the OS just handed out: far less likely
-        // to collide than a guess. Another process can still take one in
-        // between; the script then says the port is in use, and only that
-        // is worth a second try.
+        // Both listeners on ports free when chosen (see `free_port`).
+        // Another process can still bind one in between; the script then
+        // says the port is in use, and only that is worth a second try.
         let mut attempt = 0;
         let output = loop {
             attempt += 1;
@@ -196,13 +195,52 @@ pub fn script_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kafka/kafka.sh")
 }
 
-fn free_port() -> Result<u16, String> {
-    // The port is released before the broker binds it; another process could
-    // take it in between, in which case the script fails with "port in use".
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// A port for a test broker's listener, free when chosen.
+///
+/// Chosen below the kernel's ephemeral range, which `bind(":0")` and every
+/// outgoing connection draw from: a client connecting anywhere could
+/// otherwise take the port between this check and the broker's bind, or
+/// while an outage test has the broker stopped. Ports handed out once in
+/// this process are never handed out again.
+///
+/// # Errors
+///
+/// When no port can be bound at all.
+pub fn free_port() -> Result<u16, String> {
+    use std::hash::{BuildHasher, Hasher};
+
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const LOWEST: u16 = 15_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if ephemeral_low > LOWEST + 1_000 {
+        let span = u64::from(ephemeral_low - LOWEST);
+        let random = std::collections::hash_map::RandomState::new();
+        for attempt in 0..200_u64 {
+            let mut hasher = random.build_hasher();
+            hasher.write_u64(attempt);
+            hasher.write_u32(std::process::id());
+            let offset = u16::try_from(hasher.finish() % span).unwrap_or(0);
+            let port = LOWEST + offset;
+            if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.push(port);
+                return Ok(port);
+            }
+        }
+    }
+    // No room below the ephemeral range (an unusual kernel setting): take
+    // one the OS hands out; the script says "port in use" if it is taken.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
-        .map_err(|error| format!("no free port for the test broker: {error}"))
+        .map_err(|error| format!("no free port for the test broker: {error}"))?;
+    given.push(port);
+    Ok(port)
 }
 
 /// A broker of one test's own, which the test may stop and start again on

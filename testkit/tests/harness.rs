@@ -126,11 +126,7 @@ async fn script_start_then_stop_leaves_no_process_behind() {
     const CLUSTER_ID: &str = "-starts-with-a-dash-0A";
     let script = testkit::script_path();
     let dir = tempfile_dir("script-start-stop");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_port().unwrap();
     let output = Command::new("bash")
         .arg(&script)
         .args(["start", "--no-fetch", "--port", &port.to_string()])
