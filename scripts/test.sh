@@ -9,6 +9,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "==> Provisioning Apache Kafka for the real-broker tests"
 deploy/kafka/kafka.sh fetch
+# openssl makes the certificates of the broker that takes only TLS clients.
+if ! command -v openssl >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+    else
+        echo "openssl is missing: install Debian's openssl package (apt-get install -y openssl)" >&2
+        exit 1
+    fi
+fi
 
 echo "==> Provisioning promtool and kustomize for the deploy/ tests"
 # promtool checks the Prometheus config, the alert rules and their unit tests.

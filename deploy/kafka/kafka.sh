@@ -12,6 +12,10 @@
 #                  [--scram-port N --scram-user NAME:PASSWORD]
 #                                           a second listener on N that takes only SASL/SCRAM-SHA-512
 #                                           logins, with that one user
+#                  [--tls-port N]           a listener on N that takes only TLS connections with a
+#                                           client certificate; D/tls/ gets a CA (ca.pem), a client
+#                                           certificate (client.pem) and its key (client.key,
+#                                           encrypted with the password in client.key.password)
 #                  [--no-fetch]             fail instead of fetching when the jars are missing
 #                  [--heap SIZE]            JVM heap (default 512m)
 #                  [--cluster-id ID]        KRaft cluster id when D is new (22 base64url characters;
@@ -123,6 +127,49 @@ new_cluster_id() {
     echo "$id"
 }
 
+# Makes, in DIR, a CA and two certificates it signs: the broker's (for
+# 127.0.0.1 and localhost) and a client's (CN=client). Both private keys are
+# PKCS#8, encrypted with a random password kept next to them, as Kafka's PEM
+# key stores require and as clients are usually given theirs.
+make_certificates() {
+    local dir=$1 status
+    mkdir -p "$dir"
+    # The subshell stops at the first failing command only outside an
+    # `||` list, hence the status read by hand.
+    set +e
+    (
+        set -e
+        cd "$dir"
+        umask 077
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout ca.key -out ca.pem -days 3650 -subj "/CN=kafka.sh test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+        for name in broker client; do
+            password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+            echo "$password" >"$name.key.password"
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -keyout "$name.plain.key" -out "$name.csr" -subj "/CN=$name"
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$name.ext"
+            openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -days 3650 -extfile "$name.ext" -out "$name.pem"
+            # Java reads only PKCS#5 v1 encrypted keys (no PBES2), hence
+            # 3DES for the broker's; the client's is AES, as usual today.
+            if [[ $name == broker ]]; then scheme=(-v1 PBE-SHA1-3DES); else scheme=(-v2 aes-256-cbc); fi
+            openssl pkcs8 -topk8 "${scheme[@]}" -in "$name.plain.key" -out "$name.key" \
+                -passout "pass:$password"
+            rm -f "$name.plain.key" "$name.csr" "$name.ext"
+        done
+        cat broker.key broker.pem ca.pem >broker-keystore.pem
+    ) >"$dir/openssl.log" 2>&1
+    status=$?
+    set -e
+    if [[ $status -ne 0 ]]; then
+        cat "$dir/openssl.log" >&2
+        rm -f "$dir/broker-keystore.pem"
+        die "making TLS certificates in $dir failed."
+    fi
+}
+
 broker_pid() {
     # Prints the pid recorded in DIR when that process is alive and is the
     # broker started with DIR's config (guards against a reused pid).
@@ -136,7 +183,7 @@ broker_pid() {
 }
 
 cmd_start() {
-    local port=9092 dir=$default_dir cport="" owner="" fetch=1 heap=512m restartable=0 sport="" suser="" cluster_id=""
+    local port=9092 dir=$default_dir cport="" owner="" fetch=1 heap=512m restartable=0 sport="" suser="" tport="" cluster_id=""
     while [[ $# -gt 0 ]]; do
         case $1 in
         --port) port=${2:?--port needs a value}; shift 2 ;;
@@ -146,6 +193,7 @@ cmd_start() {
         --restartable) restartable=1; shift ;;
         --scram-port) sport=${2:?--scram-port needs a value}; shift 2 ;;
         --scram-user) suser=${2:?--scram-user needs a value}; shift 2 ;;
+        --tls-port) tport=${2:?--tls-port needs a value}; shift 2 ;;
         --heap) heap=${2:?--heap needs a value}; shift 2 ;;
         --cluster-id) cluster_id=${2:?--cluster-id needs a value}; shift 2 ;;
         --no-fetch) fetch=0; shift ;;
@@ -176,21 +224,39 @@ cmd_start() {
             die "port $sport on 127.0.0.1 is already in use."
         fi
     fi
+    if [[ -n "$tport" ]]; then
+        [[ "$tport" =~ ^[0-9]+$ && "$tport" -ge 1 && "$tport" -le 65535 ]] || die "start: --tls-port must be a TCP port, got '$tport'."
+        command -v openssl >/dev/null 2>&1 || die "--tls-port needs openssl to make certificates (install Debian's openssl package)."
+        if (exec 3<>"/dev/tcp/127.0.0.1/$tport") 2>/dev/null; then
+            die "port $tport on 127.0.0.1 is already in use."
+        fi
+    fi
     [[ -n "$cport" ]] || cport=$(free_port)
     if (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null; then
         die "controller port $cport on 127.0.0.1 is already in use."
     fi
 
+    # The plain listener comes first and is always there: the broker talks
+    # to itself over it and readiness is checked on it.
+    local advertised="PLAINTEXT://127.0.0.1:$port" protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if [[ -n "$sport" ]]; then
+        advertised+=",SASL_PLAINTEXT://127.0.0.1:$sport"
+        protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+    fi
+    if [[ -n "$tport" ]]; then
+        advertised+=",SSL://127.0.0.1:$tport"
+        protocols+=",SSL:SSL"
+    fi
     cat >"$dir/server.properties" <<EOF
 # Single-node KRaft broker for local use and tests (written by kafka.sh).
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$advertised,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$dir/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -208,18 +274,26 @@ group.min.session.timeout.ms=1000
 EOF
     local scram_args=()
     if [[ -n "$sport" ]]; then
-        # The same broker also listens for SCRAM logins; the plain listener
-        # stays for the broker itself and for the readiness check.
-        sed -i \
-            -e "s|^listeners=.*|listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport|" \
-            -e "s|^advertised.listeners=.*|advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sport|" \
-            -e "s|^listener.security.protocol.map=.*|listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT|" \
-            "$dir/server.properties"
         cat >>"$dir/server.properties" <<EOF
 sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 EOF
         scram_args=(--add-scram "SCRAM-SHA-512=[name=${suser%%:*},password=${suser#*:}]")
+    fi
+    if [[ -n "$tport" ]]; then
+        # Certificates are made once; a restart on the same directory keeps them.
+        # (Not in an `||` list: that would switch off `set -e` inside it.)
+        if [[ ! -f "$dir/tls/broker-keystore.pem" ]]; then
+            make_certificates "$dir/tls"
+        fi
+        cat >>"$dir/server.properties" <<EOF
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$dir/tls/broker-keystore.pem
+listener.name.ssl.ssl.key.password=$(cat "$dir/tls/broker.key.password")
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$dir/tls/ca.pem
+listener.name.ssl.ssl.client.auth=required
+EOF
     fi
     cat >"$dir/log4j2.properties" <<'EOF'
 status = warn

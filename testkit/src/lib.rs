@@ -256,6 +256,23 @@ pub struct OwnBroker {
     /// A second listener taking only SASL/SCRAM-SHA-512 logins, and its one
     /// user (`name:password`).
     scram: Option<(u16, String)>,
+    /// A listener taking only TLS connections with a client certificate.
+    tls: Option<u16>,
+}
+
+/// The files a client needs to reach an [`OwnBroker`]'s TLS listener, made
+/// by the broker script: the CA that signed the broker's certificate, and a
+/// client certificate with its encrypted key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA certificate (PEM) that signed both certificates.
+    pub ca: PathBuf,
+    /// The client's certificate (PEM).
+    pub certificate: PathBuf,
+    /// The client's private key (PKCS#8 PEM, encrypted).
+    pub key: PathBuf,
+    /// The password of `key`.
+    pub key_password: String,
 }
 
 impl OwnBroker {
@@ -265,7 +282,7 @@ impl OwnBroker {
     ///
     /// Panics with the script's reason when the broker cannot start.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, None)
     }
 
     /// Starts a new broker that also listens for SASL/SCRAM-SHA-512 logins
@@ -277,10 +294,23 @@ impl OwnBroker {
     /// As [`OwnBroker::start`].
     pub fn start_with_scram(user: &str, password: &str) -> Self {
         let port = free_port().unwrap_or_else(|message| panic!("{message}"));
-        Self::start_with(Some((port, format!("{user}:{password}"))))
+        Self::start_with(Some((port, format!("{user}:{password}"))), None)
     }
 
-    fn start_with(scram: Option<(u16, String)>) -> Self {
+    /// Starts a new broker that also listens for TLS connections that show
+    /// a client certificate signed by the broker's own CA;
+    /// [`OwnBroker::tls_bootstrap_servers`] is that listener and
+    /// [`OwnBroker::tls_files`] what a client needs to use it.
+    ///
+    /// # Panics
+    ///
+    /// As [`OwnBroker::start`].
+    pub fn start_with_tls() -> Self {
+        let port = free_port().unwrap_or_else(|message| panic!("{message}"));
+        Self::start_with(None, Some(port))
+    }
+
+    fn start_with(scram: Option<(u16, String)>, tls: Option<u16>) -> Self {
         let dir = std::env::temp_dir().join(unique_name("testkit-own-kafka"));
         let (port, controller_port) = match (free_port(), free_port()) {
             (Ok(port), Ok(controller)) => (port, controller),
@@ -292,6 +322,7 @@ impl OwnBroker {
             dir,
             bootstrap: String::new(),
             scram,
+            tls,
         };
         broker.bootstrap = broker.run_start();
         broker
@@ -302,6 +333,32 @@ impl OwnBroker {
         self.scram
             .as_ref()
             .map(|(port, _)| format!("127.0.0.1:{port}"))
+    }
+
+    /// The TLS listener's address, when the broker has one.
+    pub fn tls_bootstrap_servers(&self) -> Option<String> {
+        self.tls.map(|port| format!("127.0.0.1:{port}"))
+    }
+
+    /// The CA, client certificate and key for the TLS listener, when the
+    /// broker has one.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the script did not leave the key's password.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        self.tls?;
+        let dir = self.dir.join("tls");
+        let key_password = std::fs::read_to_string(dir.join("client.key.password"))
+            .unwrap_or_else(|error| panic!("no client key password in {}: {error}", dir.display()))
+            .trim()
+            .to_owned();
+        Some(TlsFiles {
+            ca: dir.join("ca.pem"),
+            certificate: dir.join("client.pem"),
+            key: dir.join("client.key"),
+            key_password,
+        })
     }
 
     fn run_start(&self) -> String {
@@ -321,6 +378,11 @@ impl OwnBroker {
                     user.clone(),
                 ]
             }))
+            .args(
+                self.tls
+                    .iter()
+                    .flat_map(|port| ["--tls-port".to_owned(), port.to_string()]),
+            )
             .output()
             .unwrap_or_else(|error| panic!("cannot run the broker script: {error}"));
         if !output.status.success() {
