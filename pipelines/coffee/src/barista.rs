@@ -92,7 +92,9 @@ pub struct BaristaConfig {
     /// How long a graceful stop waits for drinks being made, in milliseconds.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
-    /// This barista's name in its claims; default `barista-<pid>`.
+    /// This barista's name in its claims; default `barista-<pid>@<host>`,
+    /// unique per process on a host and telling containers apart (a
+    /// container's host name is its own, while its pid is usually 1).
     #[serde(default)]
     pub name: Option<String>,
     /// Also count the commands on the orders topic, for metrics.
@@ -184,13 +186,40 @@ impl BaristaConfig {
                 return bad(key, topic.clone(), "a non-empty name");
             }
         }
+        if let Some(name) = &self.name
+            && (name.trim().is_empty()
+                || name.chars().count() > MAX_NAME_CHARS
+                || name.chars().any(char::is_control))
+        {
+            return bad(
+                "name",
+                name.clone(),
+                "1 to 128 characters, none of them control characters",
+            );
+        }
         Ok(())
     }
 
     fn barista_name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("barista-{}", std::process::id()))
+        self.name.clone().unwrap_or_else(default_name)
+    }
+}
+
+/// The longest barista name accepted: it travels in every claim.
+const MAX_NAME_CHARS: usize = 128;
+
+/// `barista-<pid>@<host>`, or `barista-<pid>` where the host has no name.
+fn default_name() -> String {
+    let pid = std::process::id();
+    // Linux keeps the name in /proc; `HOSTNAME` is the shells' copy of it.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty() && !host.chars().any(char::is_control));
+    match host {
+        Some(host) => format!("barista-{pid}@{host}"),
+        None => format!("barista-{pid}"),
     }
 }
 
@@ -955,6 +984,38 @@ mod tests {
         assert_eq!(worker_for("o-1", 3), worker_for("o-1", 3));
         let used: BTreeSet<usize> = (0..100).map(|i| worker_for(&format!("o-{i}"), 3)).collect();
         assert_eq!(used.len(), 3);
+    }
+
+    #[test]
+    fn the_default_name_tells_processes_and_hosts_apart() {
+        let name = BaristaConfig::default().barista_name();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(
+            name,
+            format!("barista-{}@{}", std::process::id(), host.trim())
+        );
+        let named = BaristaConfig {
+            name: Some("barista-a".into()),
+            ..BaristaConfig::default()
+        };
+        assert_eq!(named.barista_name(), "barista-a");
+    }
+
+    #[test]
+    fn a_blank_long_or_control_name_is_refused() {
+        for name in ["  ", &"b".repeat(129), "bar\nista"] {
+            let config = BaristaConfig {
+                name: Some(name.to_owned()),
+                ..BaristaConfig::default()
+            };
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("name"), "{error}");
+        }
+        let config = BaristaConfig {
+            name: Some("b".repeat(128)),
+            ..BaristaConfig::default()
+        };
+        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -364,6 +364,7 @@ const VARIABLES: &[Variable] = &[
     ),
     var("KAFKA_CONSUMER_GROUP", &["barista.group_id"], Kind::Text),
     var("BARISTA_WORKERS", &["barista.workers"], Kind::Integer),
+    var("BARISTA_NAME", &["barista.name"], Kind::Text),
     var(
         "BARISTA_SPEED_FACTOR",
         &["barista.speed_factor"],
