@@ -7,30 +7,27 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# provide COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing
+# (as root, with apt-get), or says in one line what to install.
+provide() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+    else
+        echo "$1 is missing: install Debian's $2 package (apt-get install -y $2)" >&2
+        exit 1
+    fi
+}
+
 echo "==> Provisioning Apache Kafka for the real-broker tests"
 deploy/kafka/kafka.sh fetch
 # openssl makes the certificates of the broker that takes only TLS clients.
-if ! command -v openssl >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
-    else
-        echo "openssl is missing: install Debian's openssl package (apt-get install -y openssl)" >&2
-        exit 1
-    fi
-fi
+provide openssl openssl
 
 echo "==> Provisioning promtool and kustomize for the deploy/ tests"
 # promtool checks the Prometheus config, the alert rules and their unit tests.
-if ! command -v promtool >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-    else
-        echo "promtool is missing: install Debian's prometheus package (apt-get install -y prometheus)" >&2
-        exit 1
-    fi
-fi
+provide promtool prometheus
 # The Kubernetes manifests are rendered with kustomize v4 or newer: kubectl
 # 1.21+ has it built in; otherwise it is built once into target/tools/bin
 # (Debian's own kubectl, 1.20, is too old for the manifests' syntax).
@@ -46,15 +43,7 @@ if ! kubectl version --client 2>/dev/null | grep -Eq 'Kustomize Version: v([4-9]
 fi
 
 echo "==> Provisioning Chromium and playwright-core for the board's browser test"
-if ! command -v chromium >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-    else
-        echo "chromium is missing: install Debian's chromium package (apt-get install -y chromium)" >&2
-        exit 1
-    fi
-fi
+provide chromium chromium
 command -v node >/dev/null 2>&1 || { echo "node is missing: install Node.js 20 or newer" >&2; exit 1; }
 # Installs exactly what e2e/board/package-lock.json pins (one package).
 (cd e2e/board && npm ci --no-audit --no-fund --silent)

@@ -123,14 +123,7 @@ async fn a_wrong_password_stops_the_system_at_start_with_a_clear_error() {
         .unwrap()
         .load()
         .unwrap();
-    let error = match tokio::time::timeout(Duration::from_secs(90), System::start(config)).await {
-        Ok(Ok(system)) => {
-            let _ = system.stop().await;
-            panic!("the system started with a wrong password");
-        }
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => panic!("a wrong password did not fail within 90 s"),
-    };
+    let error = start_fails(config, "with a wrong password").await;
     assert!(
         error.to_lowercase().contains("authentication"),
         "the error does not say what is wrong: {error}"
@@ -148,16 +141,22 @@ async fn a_missing_client_certificate_stops_the_system_at_start_with_a_clear_err
         .unwrap()
         .load()
         .unwrap();
-    let error = match tokio::time::timeout(Duration::from_secs(90), System::start(config)).await {
-        Ok(Ok(system)) => {
-            let _ = system.stop().await;
-            panic!("the system started without a client certificate");
-        }
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => panic!("a missing client certificate did not fail within 90 s"),
-    };
+    let error = start_fails(config, "without a client certificate").await;
     assert!(
         error.contains("SSL") && error.contains("certificate"),
         "the error does not say what is wrong: {error}"
     );
+}
+
+/// Starts the system on `config`, which must fail within 90 s; returns the
+/// error's message. `how` says what is wrong with `config`.
+async fn start_fails(config: Config, how: &str) -> String {
+    match tokio::time::timeout(Duration::from_secs(90), System::start(config)).await {
+        Ok(Ok(system)) => {
+            let _ = system.stop().await;
+            panic!("the system started {how}");
+        }
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => panic!("starting {how} did not fail within 90 s"),
+    }
 }
