@@ -373,10 +373,12 @@ fn fence(transactional_id: &str) {
 /// the application rebuilds its stream thread in place each time (proven by
 /// the rebuild metric rising while input was still unprocessed) and goes
 /// on: the verifier finds exactly one output per input and every count and
-/// sum right at every step, and the application stops cleanly.
+/// sum right at every step, and the application stops cleanly, having
+/// rebuilt no more than the fences explain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_rebuilds_in_place_when_fenced_mid_stream() {
     const FENCES: u64 = 2;
+    init_logging();
     let kafka = testkit::kafka();
     let (app, input, output) = (
         testkit::unique_name("eos-fenced"),
@@ -402,11 +404,12 @@ async fn exactly_once_rebuilds_in_place_when_fenced_mid_stream() {
             || committed(&app, &input).iter().sum::<i64>() >= target,
         )
         .await;
+        let before = counter(&running.registry, "engine_thread_rebuilds_total");
         fence(&transactional_id);
         wait_for(
             "the application to rebuild its stream thread",
             Duration::from_secs(60),
-            || counter(&running.registry, "engine_thread_rebuilds_total") >= fenced,
+            || counter(&running.registry, "engine_thread_rebuilds_total") > before,
         )
         .await;
         last_committed = committed(&app, &input).iter().sum::<i64>();
@@ -422,10 +425,17 @@ async fn exactly_once_rebuilds_in_place_when_fenced_mid_stream() {
         || committed(&app, &input) == end_offsets(&input),
     )
     .await;
-    assert_eq!(
-        counter(&running.registry, "engine_thread_rebuilds_total"),
-        FENCES,
-        "one rebuild per fence"
+    // A fence may cost two rebuilds, never more. Taking over an id whose
+    // transaction is open, the coordinator bumps the epoch and aborts that
+    // transaction (fencing the application), answers "concurrent
+    // transactions", and bumps the epoch again on the fencer's retry. When
+    // the rebuilt thread has already initialised its new producer by then,
+    // that second bump fences it too, and it is rebuilt once more. A
+    // rebuild loop would go past the bound.
+    let rebuilds = counter(&running.registry, "engine_thread_rebuilds_total");
+    assert!(
+        (FENCES..=2 * FENCES).contains(&rebuilds),
+        "{rebuilds} rebuilds for {FENCES} fences: one or two per fence expected"
     );
     running.stop().await;
 
