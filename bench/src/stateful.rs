@@ -1,7 +1,8 @@
 //! The stateful job: count and sum of preparation time per customer (a
 //! re-key through a repartition topic, then an aggregate with a changelog),
 //! at least once and exactly once from the same input, then how fast a task
-//! restores that state from its changelog into sled.
+//! restores that state from its changelog into sled, and how much disk the
+//! state takes next to the bytes it holds.
 
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,8 @@ pub(crate) fn run(
 
     let mut figures = Vec::new();
     let mut restore_source = None;
+    // (what, bytes of keys and values held, bytes on disk)
+    let mut disk: Vec<(&str, u64, u64)> = Vec::new();
     for guarantee in [
         ProcessingGuarantee::AtLeastOnce,
         ProcessingGuarantee::ExactlyOnce,
@@ -125,10 +128,20 @@ pub(crate) fn run(
         // Correctness: the counts add up to every order, no more (a
         // duplicate under exactly once would push it past).
         let total = counted(&queries)?;
+        let held = logical_bytes(&queries)?;
         let _ = stop.send(());
         runtime.block_on(handle)??;
         if total != records {
             bail!("{guarantee:?}: the counts add up to {total}, not {records}");
+        }
+        // Measured after a clean close: the write cache is written back
+        // and sled flushed.
+        if guarantee == ProcessingGuarantee::AtLeastOnce {
+            disk.push((
+                "customer stats after the run",
+                held,
+                disk_bytes(&state_dir)?,
+            ));
         }
         figures.push(Figures {
             label: format!("{guarantee:?}"),
@@ -164,7 +177,7 @@ pub(crate) fn run(
         &[("cleanup.policy", "compact")],
     )?;
     eprintln!("loading {records} changelog records with distinct keys ...");
-    let distinct_records = (0..records)
+    let distinct_records: Vec<(String, Vec<u8>)> = (0..records)
         .map(|i| {
             let stats = Stats {
                 orders: i % 50 + 1,
@@ -172,7 +185,11 @@ pub(crate) fn run(
             };
             Ok((format!("customer-{i:08}"), serde_json::to_vec(&stats)?))
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<anyhow::Result<_>>()?;
+    let distinct_held = distinct_records
+        .iter()
+        .map(|(key, value)| (key.len() + value.len()) as u64)
+        .sum();
     runtime.block_on(load(
         bootstrap,
         &format!("{app}-customer-stats-changelog"),
@@ -182,7 +199,14 @@ pub(crate) fn run(
     config.state_dir = tempfile_dir(&app)?;
     // Only the restore is measured: no input to process afterwards.
     config.auto_offset_reset = engine::OffsetReset::Latest;
+    let distinct_dir = config.state_dir.clone();
     let distinct = measure_restore(&runtime, topology(&input, &output)?, config, &cluster)?;
+    disk.push((
+        "one record per key, restored",
+        distinct_held,
+        disk_bytes(&distinct_dir)?,
+    ));
+    std::fs::remove_dir_all(&distinct_dir).ok();
 
     println!(
         "| guarantee | records | seconds | records/s | app CPU-s per 1M | broker CPU-s per 1M |"
@@ -219,7 +243,44 @@ pub(crate) fn run(
             count as f64 / proper
         );
     }
+    for (what, held, on_disk) in disk {
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        println!(
+            "state on disk, {what}: {:.1} MiB for {:.1} MiB of keys and values ({:.1}x)",
+            mib(on_disk),
+            mib(held),
+            on_disk as f64 / held.max(1) as f64
+        );
+    }
     Ok(())
+}
+
+/// The bytes of every key and value in the customer-stats store, as the
+/// store holds them (the serdes' encodings).
+fn logical_bytes(queries: &engine::queries::Queries) -> anyhow::Result<u64> {
+    queries
+        .range("customer-stats", None, None, &Utf8, &Json::<Stats>::new())?
+        .iter()
+        .map(|(key, stats)| Ok((key.len() + serde_json::to_vec(stats)?.len()) as u64))
+        .sum()
+}
+
+/// What a directory takes on disk, as `du` counts it: allocated blocks,
+/// not apparent sizes (sled's files may be sparse).
+fn disk_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        total += if metadata.is_dir() {
+            disk_bytes(&entry.path())?
+        } else {
+            metadata.blocks() * 512
+        };
+    }
+    Ok(total)
 }
 
 /// Starts `topology` with an empty state directory and waits until its
