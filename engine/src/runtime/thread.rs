@@ -948,10 +948,7 @@ impl ThreadState {
         }
         let mut outputs = std::mem::take(&mut self.ctx.outputs);
         let produced = outputs.len() as u64;
-        self.transaction_dirty = true;
-        if self.pending_commit.is_some() {
-            self.processed_during_commit = true;
-        }
+        self.mark_dirty();
         let sent = self.hand_over(&mut outputs, slot_id, offset);
         self.ctx.outputs = outputs;
         if let Some(slot) = self.slots.get_mut(slot_id) {
@@ -1007,6 +1004,16 @@ impl ThreadState {
         }
     }
 
+    /// Notes that the open transaction has something to commit — or, while
+    /// a commit is under way, that the next one will.
+    fn mark_dirty(&mut self) {
+        if self.pending_commit.is_some() {
+            self.processed_during_commit = true;
+        } else {
+            self.transaction_dirty = true;
+        }
+    }
+
     /// Hands a record's outputs to the producer, or holds them while a
     /// commit is under way; empties `outputs`. Returns how many are on
     /// their way (held ones included: they are acknowledged later like the
@@ -1017,13 +1024,12 @@ impl ThreadState {
             return 0;
         }
         // A timer's outputs, too, leave the transaction something to commit.
+        self.mark_dirty();
         if self.pending_commit.is_some() {
-            self.processed_during_commit = true;
             self.held
                 .extend(outputs.drain(..).map(|output| (output, slot, offset)));
             return count;
         }
-        self.transaction_dirty = true;
         let mut sent = 0u32;
         for output in outputs.iter() {
             if self.send(output, slot, offset) {
