@@ -148,16 +148,14 @@ fn input_records() -> Vec<(String, Vec<u8>)> {
 /// `KILLS` times mid-stream (each kill proven to land while input was
 /// still unprocessed), and finally lets it finish and stop cleanly.
 async fn crash_run(guarantee: &'static str) -> Run {
-    let kafka = testkit::kafka();
+    let (app, input, output) = fresh_app(guarantee).await;
     let run = Run {
-        app: testkit::unique_name(&format!("eos-{guarantee}")),
-        input: testkit::unique_name("eos-in"),
-        output: testkit::unique_name("eos-out"),
+        app,
+        input,
+        output,
         state_dir: tempfile::tempdir().unwrap(),
         guarantee,
     };
-    kafka.create_topic(&run.input, PARTITIONS).await;
-    kafka.create_topic(&run.output, PARTITIONS).await;
     produce_raw(&run.input, input_records()).await;
     let total = (ROUNDS * KEYS) as i64;
 
@@ -200,6 +198,32 @@ async fn crash_run(guarantee: &'static str) -> Run {
     );
     eprintln!("{guarantee}: done at {:.1?}", started.elapsed());
     run
+}
+
+/// A fresh application id, and fresh input and output topics of
+/// `PARTITIONS` partitions, all named after `name`.
+async fn fresh_app(name: &str) -> (String, String, String) {
+    let kafka = testkit::kafka();
+    let (app, input, output) = (
+        testkit::unique_name(&format!("eos-{name}")),
+        testkit::unique_name(&format!("{name}-in")),
+        testkit::unique_name(&format!("{name}-out")),
+    );
+    kafka.create_topic(&input, PARTITIONS).await;
+    kafka.create_topic(&output, PARTITIONS).await;
+    (app, input, output)
+}
+
+/// Asserts that the verifier finds one output per input in `output` and
+/// every step right; `when` says under what the run went.
+async fn assert_exactly_once(output: &str, when: &str) {
+    let verdict = verify(output).await;
+    assert!(
+        verdict.violations.is_empty(),
+        "exactly-once violated {when}: {:?}",
+        &verdict.violations[..verdict.violations.len().min(10)]
+    );
+    assert_eq!(verdict.outputs, ROUNDS * KEYS, "one output per input");
 }
 
 /// What the verifier found.
@@ -379,14 +403,7 @@ fn fence(transactional_id: &str) {
 async fn exactly_once_rebuilds_in_place_when_fenced_mid_stream() {
     const FENCES: u64 = 2;
     init_logging();
-    let kafka = testkit::kafka();
-    let (app, input, output) = (
-        testkit::unique_name("eos-fenced"),
-        testkit::unique_name("fenced-in"),
-        testkit::unique_name("fenced-out"),
-    );
-    kafka.create_topic(&input, PARTITIONS).await;
-    kafka.create_topic(&output, PARTITIONS).await;
+    let (app, input, output) = fresh_app("fenced").await;
     produce_raw(&input, input_records()).await;
     let total = (ROUNDS * KEYS) as i64;
     let state_dir = tempfile::tempdir().unwrap();
@@ -439,13 +456,7 @@ async fn exactly_once_rebuilds_in_place_when_fenced_mid_stream() {
     );
     running.stop().await;
 
-    let verdict = verify(&output).await;
-    assert!(
-        verdict.violations.is_empty(),
-        "exactly-once violated after fencing: {:?}",
-        &verdict.violations[..verdict.violations.len().min(10)]
-    );
-    assert_eq!(verdict.outputs, ROUNDS * KEYS, "one output per input");
+    assert_exactly_once(&output, "after fencing").await;
 }
 
 /// Partitions move while commits are under way: a second instance joins
@@ -457,14 +468,7 @@ async fn exactly_once_rebuilds_in_place_when_fenced_mid_stream() {
 /// every count and sum right at every step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_holds_when_partitions_move_mid_stream() {
-    let kafka = testkit::kafka();
-    let (app, input, output) = (
-        testkit::unique_name("eos-moved"),
-        testkit::unique_name("moved-in"),
-        testkit::unique_name("moved-out"),
-    );
-    kafka.create_topic(&input, PARTITIONS).await;
-    kafka.create_topic(&output, PARTITIONS).await;
+    let (app, input, output) = fresh_app("moved").await;
     produce_raw(&input, input_records()).await;
     let total = (ROUNDS * KEYS) as i64;
     let progress = |app: &str| committed(app, &input).iter().sum::<i64>();
@@ -524,13 +528,7 @@ async fn exactly_once_holds_when_partitions_move_mid_stream() {
     .await;
     second.stop().await;
 
-    let verdict = verify(&output).await;
-    assert!(
-        verdict.violations.is_empty(),
-        "exactly-once violated when partitions moved: {:?}",
-        &verdict.violations[..verdict.violations.len().min(10)]
-    );
-    assert_eq!(verdict.outputs, ROUNDS * KEYS, "one output per input");
+    assert_exactly_once(&output, "when partitions moved").await;
 }
 
 /// A transactional fault no new producer can fix (here a transaction
@@ -539,14 +537,7 @@ async fn exactly_once_holds_when_partitions_move_mid_stream() {
 /// bounded number of rebuilds — not a loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transactional_fault_no_rebuild_fixes_stops_the_application() {
-    let kafka = testkit::kafka();
-    let (app, input, output) = (
-        testkit::unique_name("eos-doomed"),
-        testkit::unique_name("doomed-in"),
-        testkit::unique_name("doomed-out"),
-    );
-    kafka.create_topic(&input, PARTITIONS).await;
-    kafka.create_topic(&output, PARTITIONS).await;
+    let (app, input, output) = fresh_app("doomed").await;
     let state_dir = tempfile::tempdir().unwrap();
     let mut config = exactly_once_config(&app, "doomed", state_dir.path());
     // The broker's default maximum is 15 minutes.
